@@ -1,0 +1,28 @@
+//! Generates the gRPC client and server code once, for every crate that depends on `proto`.
+
+use std::path::{Path, PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        root.join("user/v1/user.proto"),
+        root.join("auth/v1/auth.proto"),
+    ];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    println!("cargo:rerun-if-env-changed=PROTOC");
+
+    // A vendored protoc lets a machine with only the Rust toolchain build the workspace;
+    // an explicit PROTOC still wins, for distributions that ship their own.
+    let mut config = tonic_prost_build::Config::new();
+    let protoc = match std::env::var_os("PROTOC") {
+        Some(path) => PathBuf::from(path),
+        None => protoc_bin_vendored::protoc_bin_path()?,
+    };
+    config.protoc_executable(protoc);
+    let well_known = protoc_bin_vendored::include_path()?;
+
+    tonic_prost_build::configure().compile_with_config(config, &files, &[root, well_known])?;
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The standard OpenTelemetry environment variables, read once and validated.
+//!
+//! We follow the OpenTelemetry SDK configuration spec rather than inventing names, so the same
+//! deployment manifests work for services written in any language. Values the SDK would silently
+//! ignore (an unknown sampler, a ratio of 7) are refused here instead: a typo in a manifest should
+//! stop the rollout, not quietly turn tracing off.
+
+use std::fmt;
+
+/// `OTEL_SERVICE_NAME`: overrides the name the service passes to [`crate::init`].
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// `OTEL_SDK_DISABLED`: `true` turns tracing off entirely (no ids, no export).
+pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's gRPC endpoint, e.g. `http://tempo:4317`.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the signal-specific endpoint; wins over the generic one.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// `OTEL_TRACES_SAMPLER`: one of the spec's sampler names.
+pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+/// `OTEL_TRACES_SAMPLER_ARG`: the ratio for the `*traceidratio` samplers.
+pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// `OTEL_PROPAGATORS`: comma-separated list; we support `tracecontext`, `baggage` and `none`.
+pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+/// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,...`, read by the SDK; we only look for the environment.
+pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// `RUST_LOG`: env_logger-style level directives for the JSON logs, e.g. `info,user=debug`.
+pub const RUST_LOG: &str = "RUST_LOG";
+
+const SAMPLERS: &[&str] = &[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+];
+
+/// A propagator named in `OTEL_PROPAGATORS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagator {
+    /// W3C `traceparent` / `tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
+}
+
+/// A configuration value we refuse to run with. Its `Display` is the one line printed before exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// Why its value was refused, including what would have been accepted.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.variable, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the telemetry crate was told by the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// `service.name` on every span and the `service` field of every log line.
+    pub service_name: String,
+    /// `service.version`: the workspace version, so a trace names the build that served it.
+    pub service_version: &'static str,
+    /// `deployment.environment`, from `OTEL_RESOURCE_ATTRIBUTES` or `local`.
+    pub deployment_environment: String,
+    /// Where spans go; `None` means ids are generated but nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SDK_DISABLED=true`: no tracer at all.
+    pub sdk_disabled: bool,
+    /// The propagators to install, in order; empty for `OTEL_PROPAGATORS=none`.
+    pub propagators: Vec<Propagator>,
+    /// Log level directives (`RUST_LOG`), `info` by default.
+    pub log_filter: String,
+}
+
+impl TelemetryConfig {
+    /// Reads the process environment.
+    pub fn from_env(default_service_name: &str) -> Result<Self, ConfigError> {
+        Self::from_lookup(default_service_name, |name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not mutate the process environment.
+    pub fn from_lookup(
+        default_service_name: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let sdk_disabled = match non_empty(OTEL_SDK_DISABLED) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                return Err(ConfigError {
+                    variable: OTEL_SDK_DISABLED,
+                    reason: format!("expected true or false, got {v:?}"),
+                });
+            }
+        };
+
+        if let Some(sampler) = non_empty(OTEL_TRACES_SAMPLER) {
+            if !SAMPLERS.contains(&sampler.as_str()) {
+                return Err(ConfigError {
+                    variable: OTEL_TRACES_SAMPLER,
+                    reason: format!(
+                        "unknown sampler {sampler:?}; expected one of {}",
+                        SAMPLERS.join(", ")
+                    ),
+                });
+            }
+        }
+        if let Some(arg) = non_empty(OTEL_TRACES_SAMPLER_ARG) {
+            match arg.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=1.0).contains(&ratio) => {}
+                _ => {
+                    return Err(ConfigError {
+                        variable: OTEL_TRACES_SAMPLER_ARG,
+                        reason: format!("expected a ratio between 0 and 1, got {arg:?}"),
+                    });
+                }
+            }
+        }
+
+        let propagators = match non_empty(OTEL_PROPAGATORS) {
+            None => vec![Propagator::TraceContext, Propagator::Baggage],
+            Some(list) => parse_propagators(&list)?,
+        };
+
+        let otlp_endpoint = non_empty(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+            .or_else(|| non_empty(OTEL_EXPORTER_OTLP_ENDPOINT))
+            .map(|endpoint| endpoint.trim().to_owned());
+        if let Some(endpoint) = &otlp_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(ConfigError {
+                    variable: OTEL_EXPORTER_OTLP_ENDPOINT,
+                    reason: format!("expected an http:// or https:// URL, got {endpoint:?}"),
+                });
+            }
+        }
+
+        let deployment_environment = non_empty(OTEL_RESOURCE_ATTRIBUTES)
+            .and_then(|attrs| {
+                attrs.split(',').find_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    matches!(
+                        key.trim(),
+                        "deployment.environment" | "deployment.environment.name"
+                    )
+                    .then(|| value.trim().to_owned())
+                })
+            })
+            .unwrap_or_else(|| "local".to_owned());
+
+        Ok(Self {
+            service_name: non_empty(OTEL_SERVICE_NAME)
+                .unwrap_or_else(|| default_service_name.to_owned()),
+            service_version: env!("CARGO_PKG_VERSION"),
+            deployment_environment,
+            otlp_endpoint,
+            sdk_disabled,
+            propagators,
+            log_filter: non_empty(RUST_LOG).unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+}
+
+fn parse_propagators(list: &str) -> Result<Vec<Propagator>, ConfigError> {
+    let mut propagators = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name {
+            "tracecontext" => propagators.push(Propagator::TraceContext),
+            "baggage" => propagators.push(Propagator::Baggage),
+            "none" => return Ok(Vec::new()),
+            other => {
+                return Err(ConfigError {
+                    variable: OTEL_PROPAGATORS,
+                    reason: format!(
+                        "unsupported propagator {other:?}; supported: tracecontext, baggage, none"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(propagators)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        TelemetryConfig::from_lookup("svc", |name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_environment() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.service_name, "svc");
+        assert_eq!(config.otlp_endpoint, None);
+        assert!(!config.sdk_disabled);
+        assert_eq!(
+            config.propagators,
+            vec![Propagator::TraceContext, Propagator::Baggage]
+        );
+        assert_eq!(config.deployment_environment, "local");
+        assert_eq!(config.log_filter, "info");
+    }
+
+    #[test]
+    fn standard_variables_are_honoured() {
+        let config = config(&[
+            (OTEL_SERVICE_NAME, "renamed"),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://tempo:4317"),
+            (OTEL_SDK_DISABLED, "TRUE"),
+            (OTEL_PROPAGATORS, "tracecontext"),
+            (
+                OTEL_RESOURCE_ATTRIBUTES,
+                "team=core, deployment.environment=staging",
+            ),
+            (OTEL_TRACES_SAMPLER, "parentbased_traceidratio"),
+            (OTEL_TRACES_SAMPLER_ARG, "0.25"),
+        ])
+        .unwrap();
+        assert_eq!(config.service_name, "renamed");
+        assert_eq!(config.otlp_endpoint.as_deref(), Some("http://tempo:4317"));
+        assert!(config.sdk_disabled);
+        assert_eq!(config.propagators, vec![Propagator::TraceContext]);
+        assert_eq!(config.deployment_environment, "staging");
+    }
+
+    #[test]
+    fn signal_specific_endpoint_wins() {
+        let config = config(&[
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://generic:4317"),
+            (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "http://traces:4317"),
+        ])
+        .unwrap();
+        assert_eq!(config.otlp_endpoint.as_deref(), Some("http://traces:4317"));
+    }
+
+    #[test]
+    fn none_propagator_disables_propagation() {
+        assert!(
+            config(&[(OTEL_PROPAGATORS, "none")])
+                .unwrap()
+                .propagators
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            (OTEL_SDK_DISABLED, "yes"),
+            (OTEL_TRACES_SAMPLER, "sometimes"),
+            (OTEL_TRACES_SAMPLER_ARG, "7"),
+            (OTEL_TRACES_SAMPLER_ARG, "half"),
+            (OTEL_PROPAGATORS, "b3"),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "tempo:4317"),
+        ];
+        for (variable, value) in cases {
+            let error = config(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("invalid {variable}: ")),
+                "{error}"
+            );
+        }
+    }
+}

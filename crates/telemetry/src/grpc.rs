@@ -1,0 +1,293 @@
+//! Tower layers for tonic: trace-context propagation, spans and metrics for every call.
+//!
+//! The layers work on `http::Request`s, below tonic's codec, because a tonic interceptor sees
+//! neither the response nor its status. The server layer extracts W3C `traceparent`/`tracestate`/
+//! `baggage` from the request headers (gRPC metadata is HTTP/2 headers), opens the server span as
+//! the remote span's child, and counts the call; the client layer opens a client span as a child
+//! of the current span and injects *that* span's context, so the callee's server span hangs under
+//! the caller's client span and one request stays one tree across processes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use opentelemetry::global;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use tower::{Layer, Service};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::metrics::GrpcMetrics;
+
+/// The health service is polled every few seconds by orchestrators: count it, do not trace it.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Splits `/package.Service/Method` into (`package.Service`, `Method`).
+pub fn split_path(path: &str) -> (&str, &str) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    path.split_once('/').unwrap_or((path, ""))
+}
+
+/// The gRPC status of a response whose headers we have seen.
+///
+/// Errors from unary handlers travel as "trailers-only" responses, with `grpc-status` in the
+/// headers; a response without it is a successful unary call whose `grpc-status: 0` follows in
+/// the trailers.
+pub fn status_from_headers(headers: &http::HeaderMap) -> tonic::Code {
+    match headers.get("grpc-status") {
+        None => tonic::Code::Ok,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .map_or(tonic::Code::Unknown, tonic::Code::from_i32),
+    }
+}
+
+/// Server-side failures mark the span as an error; client mistakes (4xx-like codes) do not,
+/// following the OpenTelemetry gRPC semantic conventions for servers.
+fn is_server_error(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+/// Tower layer for `tonic::transport::Server::builder().layer(...)`.
+#[derive(Clone, Debug)]
+pub struct ServerLayer {
+    logger: slog::Logger,
+    metrics: GrpcMetrics,
+}
+
+impl ServerLayer {
+    /// `metrics` should be registered with [`crate::metrics::Side::Server`].
+    pub fn new(logger: slog::Logger, metrics: GrpcMetrics) -> Self {
+        Self { logger, metrics }
+    }
+}
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = ServerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerService {
+            inner,
+            logger: self.logger.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service produced by [`ServerLayer`].
+#[derive(Clone, Debug)]
+pub struct ServerService<S> {
+    inner: S,
+    logger: slog::Logger,
+    metrics: GrpcMetrics,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ServerService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+    ReqBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let (service, method) = split_path(request.uri().path());
+        let (service, method) = (service.to_owned(), method.to_owned());
+        let span = if service == HEALTH_SERVICE {
+            tracing::Span::none()
+        } else {
+            let parent =
+                global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+            let span = tracing::info_span!(
+                "grpc.server",
+                otel.name = %format_args!("{service}/{method}"),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = tracing::field::Empty,
+            );
+            // A malformed or absent traceparent yields an empty context: the span starts a new trace.
+            let _ = span.set_parent(parent);
+            span
+        };
+        self.metrics.started(&service, &method);
+        let started = Instant::now();
+        // Take the service that poll_ready prepared; leave a fresh clone for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let future = span.in_scope(|| inner.call(request));
+        let (logger, metrics) = (self.logger.clone(), self.metrics.clone());
+        Box::pin(
+            async move {
+                let result = future.await;
+                let code = match &result {
+                    Ok(response) => status_from_headers(response.headers()),
+                    Err(_) => tonic::Code::Internal,
+                };
+                let elapsed = started.elapsed();
+                metrics.handled(&service, &method, code, elapsed.as_secs_f64());
+                let current = tracing::Span::current();
+                current.record("rpc.grpc.status_code", code as i64);
+                if is_server_error(code) {
+                    current.record("otel.status_code", "ERROR");
+                }
+                if service != HEALTH_SERVICE {
+                    info_or_error!(logger, is_server_error(code), "grpc request handled";
+                        "rpc.service" => &service,
+                        "rpc.method" => &method,
+                        "rpc.grpc.status_code" => code as i32,
+                        "grpc_code" => crate::metrics::code_name(code),
+                        "duration_ms" => elapsed.as_secs_f64() * 1000.0,
+                    );
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Tower layer to wrap a `tonic::transport::Channel` before handing it to a generated client.
+#[derive(Clone, Debug)]
+pub struct ClientLayer {
+    metrics: GrpcMetrics,
+}
+
+impl ClientLayer {
+    /// `metrics` should be registered with [`crate::metrics::Side::Client`].
+    pub fn new(metrics: GrpcMetrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for ClientLayer {
+    type Service = ClientService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service produced by [`ClientLayer`]: use `ClientService<Channel>` as the client's transport.
+#[derive(Clone, Debug)]
+pub struct ClientService<S> {
+    inner: S,
+    metrics: GrpcMetrics,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ClientService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let (service, method) = split_path(request.uri().path());
+        let (service, method) = (service.to_owned(), method.to_owned());
+        let server_address = request.uri().host().map(str::to_owned).unwrap_or_default();
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = %format_args!("{service}/{method}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            server.address = %server_address,
+        );
+        // Inject the client span's own context: the callee becomes its child, not its sibling.
+        let context = span.context();
+        global::get_text_map_propagator(|p| {
+            p.inject_context(&context, &mut HeaderInjector(request.headers_mut()))
+        });
+        self.metrics.started(&service, &method);
+        let started = Instant::now();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let future = span.in_scope(|| inner.call(request));
+        let metrics = self.metrics.clone();
+        Box::pin(
+            async move {
+                let result = future.await;
+                let code = match &result {
+                    Ok(response) => status_from_headers(response.headers()),
+                    Err(_) => tonic::Code::Unavailable,
+                };
+                metrics.handled(&service, &method, code, started.elapsed().as_secs_f64());
+                let current = tracing::Span::current();
+                current.record("rpc.grpc.status_code", code as i64);
+                if code != tonic::Code::Ok {
+                    current.record("otel.status_code", "ERROR");
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            split_path("/user.v1.UserService/GetUser"),
+            ("user.v1.UserService", "GetUser")
+        );
+        assert_eq!(split_path("/odd"), ("odd", ""));
+    }
+
+    #[test]
+    fn status_comes_from_trailers_only_headers_or_defaults_to_ok() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(status_from_headers(&headers), tonic::Code::Ok);
+        headers.insert("grpc-status", http::HeaderValue::from_static("5"));
+        assert_eq!(status_from_headers(&headers), tonic::Code::NotFound);
+        headers.insert("grpc-status", http::HeaderValue::from_static("junk"));
+        assert_eq!(status_from_headers(&headers), tonic::Code::Unknown);
+    }
+
+    #[test]
+    fn only_server_faults_are_span_errors() {
+        assert!(is_server_error(tonic::Code::Internal));
+        assert!(!is_server_error(tonic::Code::InvalidArgument));
+        assert!(!is_server_error(tonic::Code::Unauthenticated));
+    }
+}

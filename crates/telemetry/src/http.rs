@@ -1,0 +1,203 @@
+//! actix-web pieces: the root span (semantic-convention names), W3C `traceresponse`, one log
+//! line per request, and actix-web-prom metrics on the shared registry.
+//!
+//! Wrap order matters: `App::new().wrap(RequestTelemetry::new(logger)).wrap(TracingLogger::<HttpSpan>::new()).wrap(prometheus)`.
+//! actix applies the last `wrap` outermost, so [`RequestTelemetry`] runs *inside* the root span
+//! that tracing-actix-web opens and sees its ids.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Instant;
+
+use actix_web::Error;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use opentelemetry::global;
+use opentelemetry::propagation::Extractor;
+use tracing::Span;
+use tracing_actix_web::RootSpanBuilder;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::logs::current_trace_ids;
+
+/// Paths polled by orchestrators and Prometheus: counted in metrics, not traced.
+const UNTRACED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
+
+/// W3C Trace Context Level 2 response header naming the trace that served the request.
+pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+/// The bare trace id, for humans copying it into Grafana's search box.
+pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
+
+/// Reads W3C headers from actix's header map (it is not `http::HeaderMap`).
+struct ActixHeaders<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl Extractor for ActixHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// Root span builder for tracing-actix-web using current HTTP semantic-convention names
+/// (`http.request.method`, `http.route`, `http.response.status_code`, `url.path`, ...), which
+/// the crate's default builder predates.
+pub struct HttpSpan;
+
+impl RootSpanBuilder for HttpSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let path = request.path();
+        if UNTRACED_PATHS.contains(&path) {
+            return Span::none();
+        }
+        let method = request.method().as_str();
+        // The route template, never the raw path: bounded cardinality, no ids in span names.
+        let route = request.match_pattern();
+        let name = match &route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_owned(),
+        };
+        let connection = request.connection_info().clone();
+        let user_agent = request
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let span = tracing::info_span!(
+            "http.server",
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = route.as_deref().unwrap_or(""),
+            http.response.status_code = tracing::field::Empty,
+            url.path = %path,
+            url.scheme = %connection.scheme(),
+            server.address = %connection.host(),
+            client.address = %connection.realip_remote_addr().unwrap_or(""),
+            user_agent.original = %user_agent,
+            network.protocol.version = ?request.version(),
+            error.type = tracing::field::Empty,
+        );
+        // Honour the caller's traceparent; a malformed one extracts as empty: a new trace starts.
+        let parent =
+            global::get_text_map_propagator(|p| p.extract(&ActixHeaders(request.headers())));
+        let _ = span.set_parent(parent);
+        span
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        let status = match outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("http.response.status_code", status.as_u16());
+        // Per the HTTP semantic conventions, a 4xx is the client's fault, not the server span's.
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", status.as_str());
+        }
+    }
+}
+
+/// Middleware adding `traceresponse`/`x-trace-id` headers and one JSON log line per request.
+#[derive(Clone)]
+pub struct RequestTelemetry {
+    logger: slog::Logger,
+}
+
+impl RequestTelemetry {
+    /// Logs through `logger`.
+    pub fn new(logger: slog::Logger) -> Self {
+        Self { logger }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RequestTelemetry
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = RequestTelemetryService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestTelemetryService {
+            inner: Rc::new(service),
+            logger: self.logger.clone(),
+        }))
+    }
+}
+
+/// The service produced by [`RequestTelemetry`].
+pub struct RequestTelemetryService<S> {
+    inner: Rc<S>,
+    logger: slog::Logger,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestTelemetryService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    actix_web::dev::forward_ready!(inner);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let inner = Rc::clone(&self.inner);
+        let logger = self.logger.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let method = request.method().to_string();
+            let route = request
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned());
+            let path = request.path().to_owned();
+            let mut response = inner.call(request).await?;
+            if let Some(ids) = current_trace_ids() {
+                let headers = response.headers_mut();
+                if let Ok(value) = HeaderValue::from_str(&ids.traceparent()) {
+                    headers.insert(TRACERESPONSE, value);
+                }
+                if let Ok(value) = HeaderValue::from_str(&ids.trace_id_hex()) {
+                    headers.insert(X_TRACE_ID, value);
+                }
+            }
+            let status = response.status().as_u16();
+            if !UNTRACED_PATHS.contains(&path.as_str()) {
+                info_or_error!(logger, status >= 500, "http request handled";
+                    "http.request.method" => method,
+                    "http.route" => route,
+                    "url.path" => path,
+                    "http.response.status_code" => status,
+                    "duration_ms" => started.elapsed().as_secs_f64() * 1000.0,
+                );
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// actix-web-prom on the shared registry: `http_requests_total` and
+/// `http_requests_duration_seconds` by `method`, route pattern (`endpoint`) and `status`,
+/// served at `/metrics`. Unmatched paths are folded into one `UNKNOWN` series so that a scanner
+/// probing random URLs cannot explode the series count.
+pub fn prometheus_metrics(
+    registry: &prometheus::Registry,
+) -> Result<actix_web_prom::PrometheusMetrics, Box<dyn std::error::Error + Send + Sync>> {
+    actix_web_prom::PrometheusMetricsBuilder::new("")
+        .registry(registry.clone())
+        .endpoint("/metrics")
+        .mask_unmatched_patterns("UNKNOWN")
+        .build()
+}

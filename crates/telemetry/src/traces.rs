@@ -1,0 +1,132 @@
+//! The tracer provider: OTLP/gRPC batch export behind a bounded queue, and the `tracing` bridge.
+//!
+//! Services instrument with `tracing` spans (tracing-actix-web already does for HTTP);
+//! tracing-opentelemetry turns them into OpenTelemetry spans with W3C ids. The batch processor
+//! runs on its own thread with a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 by default) and an
+//! export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s): when the collector is down, spans beyond
+//! the queue are dropped and requests never wait on the exporter.
+
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, global};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::InitError;
+use crate::config::{Propagator, TelemetryConfig};
+
+/// Installs the global propagator, tracer provider and `tracing` subscriber.
+///
+/// Returns `None` when `OTEL_SDK_DISABLED=true`. Without an endpoint the provider has no
+/// exporter but still assigns ids, so log lines and response headers correlate locally.
+pub fn install(config: &TelemetryConfig) -> Result<Option<SdkTracerProvider>, InitError> {
+    install_propagator(&config.propagators);
+    if config.sdk_disabled {
+        return Ok(None);
+    }
+    let provider = provider(config)?;
+    let tracer = provider.tracer(config.service_name.clone());
+    global::set_tracer_provider(provider.clone());
+    tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(span_filter()),
+        )
+        .try_init()
+        .map_err(|_| InitError::SubscriberAlreadySet)?;
+    Ok(Some(provider))
+}
+
+/// Builds the tracer provider without installing anything globally.
+///
+/// The sampler comes from `OTEL_TRACES_SAMPLER`/`_ARG` (read by the SDK, validated in
+/// [`TelemetryConfig`]); batch limits from `OTEL_BSP_*`.
+pub fn provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, InitError> {
+    let mut builder = SdkTracerProvider::builder().with_resource(resource(config));
+    if let Some(endpoint) = &config.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .map_err(|e| InitError::Exporter(e.to_string()))?;
+        builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
+    }
+    Ok(builder.build())
+}
+
+/// The resource every span carries: who emitted it, which build, where.
+pub fn resource(config: &TelemetryConfig) -> Resource {
+    use opentelemetry_semantic_conventions::resource as semconv;
+    let mut attributes = vec![
+        KeyValue::new(semconv::SERVICE_VERSION, config.service_version),
+        // `deployment.environment` is what Grafana's and Tempo's views still key on;
+        // `deployment.environment.name` is its current semantic-convention name.
+        KeyValue::new(
+            "deployment.environment",
+            config.deployment_environment.clone(),
+        ),
+        KeyValue::new(
+            "deployment.environment.name",
+            config.deployment_environment.clone(),
+        ),
+        KeyValue::new(semconv::PROCESS_PID, i64::from(std::process::id())),
+        KeyValue::new(semconv::PROCESS_RUNTIME_NAME, "rust"),
+        KeyValue::new(semconv::OS_TYPE, std::env::consts::OS),
+    ];
+    if let Ok(host) = hostname::get() {
+        attributes.push(KeyValue::new(
+            semconv::HOST_NAME,
+            host.to_string_lossy().into_owned(),
+        ));
+    }
+    if let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    {
+        attributes.push(KeyValue::new(semconv::PROCESS_EXECUTABLE_NAME, exe));
+    }
+    // `Resource::builder` also applies OTEL_RESOURCE_ATTRIBUTES; the service name is set last
+    // so that OTEL_SERVICE_NAME (already folded into `config`) wins over both.
+    Resource::builder()
+        .with_attributes(attributes)
+        .with_service_name(config.service_name.clone())
+        .build()
+}
+
+/// Installs the propagators named by `OTEL_PROPAGATORS` as the global text-map propagator.
+pub fn install_propagator(propagators: &[Propagator]) {
+    let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = propagators
+        .iter()
+        .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
+            match p {
+                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                Propagator::Baggage => Box::new(BaggagePropagator::new()),
+            }
+        })
+        .collect();
+    global::set_text_map_propagator(TextMapCompositePropagator::new(propagators));
+}
+
+/// Which `tracing` spans become OpenTelemetry spans: ours at INFO, never the transport's.
+///
+/// The exporter talks gRPC through tonic/h2/hyper; if their spans were exported, every export
+/// would produce spans to export, and a trace view would drown in connection plumbing.
+fn span_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("h2", LevelFilter::OFF)
+        .with_target("hyper", LevelFilter::OFF)
+        .with_target("hyper_util", LevelFilter::OFF)
+        .with_target("tonic", LevelFilter::OFF)
+        .with_target("tower", LevelFilter::OFF)
+        .with_target("opentelemetry", LevelFilter::OFF)
+        .with_target("opentelemetry_sdk", LevelFilter::OFF)
+        .with_target("opentelemetry_otlp", LevelFilter::OFF)
+}
