@@ -171,6 +171,28 @@ impl TelemetryConfig {
     }
 }
 
+/// Reads `name` through `lookup` and parses it, or returns `default` when unset or empty.
+///
+/// Services use this for their own settings so that every bad value fails the same way:
+/// one line naming the variable, then exit 64.
+pub fn parse_var<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr,
+    T::Err: fmt::Display,
+{
+    match lookup(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e| ConfigError {
+            variable: name,
+            reason: format!("{e} (got {value:?})"),
+        }),
+    }
+}
+
 fn parse_propagators(list: &str) -> Result<Vec<Propagator>, ConfigError> {
     let mut propagators = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -248,6 +270,15 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.otlp_endpoint.as_deref(), Some("http://traces:4317"));
+    }
+
+    #[test]
+    fn parse_var_defaults_and_reports_bad_values() {
+        let lookup = |name: &str| (name == "PORT").then(|| "eighty".to_owned());
+        assert_eq!(parse_var(&lookup, "OTHER", 7u16), Ok(7));
+        let error = parse_var(&lookup, "PORT", 7u16).unwrap_err();
+        assert_eq!(error.variable, "PORT");
+        assert!(error.reason.contains("eighty"), "{error}");
     }
 
     #[test]

@@ -219,7 +219,11 @@ where
         let (service, method) = split_path(request.uri().path());
         let (service, method) = (service.to_owned(), method.to_owned());
         let server_address = request.uri().host().map(str::to_owned).unwrap_or_default();
-        let span = tracing::info_span!(
+        let span = if service == HEALTH_SERVICE {
+            // Readiness probes: counted, not traced (they would each start a trace of their own).
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
             "grpc.client",
             otel.name = %format_args!("{service}/{method}"),
             otel.kind = "client",
@@ -228,8 +232,9 @@ where
             rpc.service = %service,
             rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
-            server.address = %server_address,
-        );
+                server.address = %server_address,
+            )
+        };
         // Inject the client span's own context: the callee becomes its child, not its sibling.
         let context = span.context();
         global::get_text_map_propagator(|p| {
@@ -259,6 +264,100 @@ where
             .instrument(span),
         )
     }
+}
+
+/// A lazily connecting channel to `url` wrapped in the [`ClientLayer`].
+///
+/// Lazy, so a service starts even while its dependency is still coming up (readiness reports
+/// it); bounded connect and request timeouts, so a hung dependency fails a call instead of
+/// holding it forever.
+pub fn channel(
+    url: &str,
+    metrics: GrpcMetrics,
+) -> Result<ClientService<tonic::transport::Channel>, tonic::transport::Error> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(10))
+        .connect_lazy();
+    Ok(ClientLayer::new(metrics).layer(channel))
+}
+
+/// Serves `service` on `grpc_listener` with the [`ServerLayer`], gRPC health and `/metrics` on
+/// `metrics_listener`, until `shutdown` completes.
+///
+/// On shutdown the health status flips to NOT_SERVING, the server stops accepting and waits for
+/// in-flight calls to finish (what Kubernetes expects after SIGTERM), then the metrics listener
+/// stops too.
+pub async fn serve<S>(
+    service: S,
+    grpc_listener: tokio::net::TcpListener,
+    metrics_listener: tokio::net::TcpListener,
+    registry: prometheus::Registry,
+    logger: slog::Logger,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    let metrics = GrpcMetrics::register(&registry, crate::metrics::Side::Server)?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<S>().await;
+
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let metrics_addr = metrics_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let metrics_server = tokio::spawn(crate::metrics::serve(
+        metrics_listener,
+        registry,
+        stop_metrics.clone().cancelled_owned(),
+    ));
+    slog::info!(logger, "grpc server listening";
+        "rpc.service" => S::NAME,
+        "grpc.addr" => %grpc_addr,
+        "metrics.addr" => %metrics_addr,
+    );
+
+    let drain = {
+        let logger = logger.clone();
+        async move {
+            shutdown.await;
+            slog::info!(logger, "shutting down: draining in-flight calls");
+            health_reporter.set_not_serving::<S>().await;
+        }
+    };
+    let result = tonic::transport::Server::builder()
+        .layer(ServerLayer::new(logger, metrics))
+        .add_service(health_service)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            drain,
+        )
+        .await;
+    stop_metrics.cancel();
+    let _ = metrics_server.await;
+    result.map_err(ServeError::Transport)
+}
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The gRPC server failed.
+    #[error("grpc server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The metrics could not be registered (registered twice in one registry).
+    #[error("metrics registration failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A listener had no local address.
+    #[error("listener error: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 #[cfg(test)]

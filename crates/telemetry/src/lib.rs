@@ -30,6 +30,7 @@ macro_rules! info_or_error {
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
@@ -129,4 +130,17 @@ pub fn init_with(config: TelemetryConfig) -> Result<Guard, InitError> {
         exporting,
         _log_guard: Some(log_guard),
     })
+}
+
+/// Runs blocking `work` (diesel, bcrypt) on Tokio's blocking pool inside `span`.
+///
+/// The blocking pool's threads know nothing of the caller's span; without this the work's span
+/// would start a trace of its own and its log lines would carry no trace id. Create `span` on the
+/// calling task (so its parent is the current request span) and pass it in.
+pub fn spawn_blocking_in<F, R>(span: tracing::Span, work: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || span.in_scope(work))
 }

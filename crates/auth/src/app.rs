@@ -1,0 +1,77 @@
+//! Wiring: listeners, the user-service client, the gRPC server with telemetry, health, `/metrics`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use proto::auth::v1::auth_service_server::AuthServiceServer;
+use proto::user::v1::user_service_client::UserServiceClient;
+use telemetry::metrics::{GrpcMetrics, Side};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::service::AuthApi;
+use crate::tokens::Tokens;
+
+/// An auth service with its listeners bound, ready to [`run`](Self::run).
+pub struct Application {
+    grpc_listener: TcpListener,
+    metrics_listener: TcpListener,
+    api: AuthApi,
+    logger: slog::Logger,
+    registry: prometheus::Registry,
+}
+
+impl Application {
+    /// Binds both listeners (port 0 picks free ports) and prepares the user-service client.
+    pub async fn build(
+        config: Config,
+        logger: slog::Logger,
+        registry: prometheus::Registry,
+    ) -> anyhow::Result<Self> {
+        let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
+        let metrics_listener = TcpListener::bind(config.metrics_addr).await?;
+        let client_metrics = GrpcMetrics::register(&registry, Side::Client)?;
+        let users =
+            UserServiceClient::new(telemetry::grpc::channel(&config.user_url, client_metrics)?);
+        let tokens = Tokens::new(&config.jwt_secret, config.jwt_ttl_seconds);
+        let api = AuthApi::new(users, tokens, config.bcrypt_cost, logger.clone()).await?;
+        Ok(Self {
+            grpc_listener,
+            metrics_listener,
+            api,
+            logger,
+            registry,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound `/metrics` address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        telemetry::grpc::serve(
+            AuthServiceServer::new(self.api),
+            self.grpc_listener,
+            self.metrics_listener,
+            self.registry,
+            self.logger,
+            shutdown,
+        )
+        .await?;
+        Ok(())
+    }
+}

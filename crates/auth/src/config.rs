@@ -1,0 +1,147 @@
+//! Configuration from the environment (12-factor); names are constants, defaults suit `make run`.
+
+use std::net::SocketAddr;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use telemetry::config::{ConfigError, parse_var};
+
+/// Address the gRPC server binds.
+pub const GRPC_ADDR: &str = "GRPC_ADDR";
+/// Address the `/metrics` HTTP listener binds.
+pub const METRICS_ADDR: &str = "METRICS_ADDR";
+/// The user service's gRPC URL.
+pub const USER_URL: &str = "USER_URL";
+/// HS256 signing key; required, at least [`MIN_SECRET_BYTES`] bytes.
+pub const JWT_SECRET: &str = "JWT_SECRET";
+/// Access-token lifetime in seconds.
+pub const JWT_TTL_SECONDS: &str = "JWT_TTL_SECONDS";
+/// bcrypt work factor (4 to 31).
+pub const BCRYPT_COST: &str = "BCRYPT_COST";
+
+/// An HS256 key shorter than the hash output weakens it (RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The auth service's settings. `Debug` never shows the secret.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// gRPC listen address; port 0 picks a free port (tests).
+    pub grpc_addr: SocketAddr,
+    /// `/metrics` listen address.
+    pub metrics_addr: SocketAddr,
+    /// Where the user service listens, e.g. `http://127.0.0.1:50052`.
+    pub user_url: String,
+    /// The JWT signing key.
+    pub jwt_secret: SecretString,
+    /// Token lifetime, seconds.
+    pub jwt_ttl_seconds: i64,
+    /// bcrypt cost.
+    pub bcrypt_cost: u32,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let jwt_secret = SecretString::from(lookup(JWT_SECRET).unwrap_or_default());
+        if jwt_secret.expose_secret().len() < MIN_SECRET_BYTES {
+            // Never echo the value, not even a short one.
+            return Err(ConfigError {
+                variable: JWT_SECRET,
+                reason: format!(
+                    "must be set to at least {MIN_SECRET_BYTES} bytes (try: openssl rand -hex 32)"
+                ),
+            });
+        }
+        let jwt_ttl_seconds = parse_var(&lookup, JWT_TTL_SECONDS, 3600i64)?;
+        if !(60..=86_400 * 30).contains(&jwt_ttl_seconds) {
+            return Err(ConfigError {
+                variable: JWT_TTL_SECONDS,
+                reason: format!("must be between 60 and 2592000, got {jwt_ttl_seconds}"),
+            });
+        }
+        let bcrypt_cost = parse_var(&lookup, BCRYPT_COST, bcrypt::DEFAULT_COST)?;
+        if !(4..=31).contains(&bcrypt_cost) {
+            return Err(ConfigError {
+                variable: BCRYPT_COST,
+                reason: format!("must be between 4 and 31, got {bcrypt_cost}"),
+            });
+        }
+        let user_url: String = parse_var(&lookup, USER_URL, "http://127.0.0.1:50052".to_owned())?;
+        if tonic::transport::Endpoint::from_shared(user_url.clone()).is_err() {
+            return Err(ConfigError {
+                variable: USER_URL,
+                reason: format!("not a valid URL: {user_url:?}"),
+            });
+        }
+        Ok(Self {
+            grpc_addr: parse_var(
+                &lookup,
+                GRPC_ADDR,
+                SocketAddr::from(([127, 0, 0, 1], 50051)),
+            )?,
+            metrics_addr: parse_var(
+                &lookup,
+                METRICS_ADDR,
+                SocketAddr::from(([127, 0, 0, 1], 9101)),
+            )?,
+            user_url,
+            jwt_secret,
+            jwt_ttl_seconds,
+            bcrypt_cost,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn lookup(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs = pairs.to_vec();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn secret_is_required_and_never_echoed() {
+        let error = Config::from_lookup(lookup(&[(JWT_SECRET, "short-secret")])).unwrap_err();
+        assert_eq!(error.variable, JWT_SECRET);
+        assert!(!error.to_string().contains("short-secret"));
+        assert_eq!(
+            Config::from_lookup(lookup(&[])).unwrap_err().variable,
+            JWT_SECRET
+        );
+    }
+
+    #[test]
+    fn defaults_and_debug_redaction() {
+        let config = Config::from_lookup(lookup(&[(JWT_SECRET, SECRET)])).unwrap();
+        assert_eq!(config.bcrypt_cost, bcrypt::DEFAULT_COST);
+        assert_eq!(config.jwt_ttl_seconds, 3600);
+        assert!(!format!("{config:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            (BCRYPT_COST, "3"),
+            (JWT_TTL_SECONDS, "1"),
+            (USER_URL, "not a url"),
+            (GRPC_ADDR, ":"),
+        ] {
+            let error =
+                Config::from_lookup(lookup(&[(JWT_SECRET, SECRET), (name, value)])).unwrap_err();
+            assert_eq!(error.variable, name, "{value}");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The `auth.v1.AuthService` implementation.
+
+use std::sync::Arc;
+
+use proto::auth::v1::{
+    LoginRequest, LoginResponse, SignupRequest, SignupResponse, ValidateTokenRequest,
+    ValidateTokenResponse, auth_service_server::AuthService,
+};
+use proto::user::v1::{
+    CreateUserRequest, GetCredentialRequest, user_service_client::UserServiceClient,
+};
+use telemetry::grpc::ClientService;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::error::AuthError;
+use crate::password;
+use crate::tokens::Tokens;
+use crate::validation::{Email, Name, Password};
+
+/// The user service client, with trace propagation and client metrics.
+pub type UsersClient = UserServiceClient<ClientService<Channel>>;
+
+/// Serves the auth API.
+#[derive(Debug, Clone)]
+pub struct AuthApi {
+    users: UsersClient,
+    tokens: Arc<Tokens>,
+    bcrypt_cost: u32,
+    /// A hash to verify against when the email is unknown, so that an unknown email costs the
+    /// same bcrypt time as a wrong password and response times do not reveal who is registered.
+    dummy_hash: Arc<str>,
+    logger: slog::Logger,
+}
+
+impl AuthApi {
+    /// Builds the API; computes the timing-equaliser hash once, at `bcrypt_cost`.
+    pub async fn new(
+        users: UsersClient,
+        tokens: Tokens,
+        bcrypt_cost: u32,
+        logger: slog::Logger,
+    ) -> Result<Self, AuthError> {
+        let dummy = Password::offered("timing-equaliser-not-a-real-password".to_owned());
+        let dummy_hash = password::hash(dummy, bcrypt_cost).await?;
+        Ok(Self {
+            users,
+            tokens: Arc::new(tokens),
+            bcrypt_cost,
+            dummy_hash: dummy_hash.into(),
+            logger,
+        })
+    }
+
+    /// Turns an error into a status, logging our own faults with their cause.
+    fn fail(&self, error: AuthError) -> Status {
+        if error.is_server_fault() {
+            slog::error!(self.logger, "auth request failed"; "error" => %error);
+        }
+        error.into()
+    }
+
+    async fn signup(&self, request: SignupRequest) -> Result<SignupResponse, AuthError> {
+        let email = Email::parse(&request.email)?;
+        let password = Password::parse_new(request.password)?;
+        let name = Name::parse(&request.name)?;
+        let password_hash = password::hash(password, self.bcrypt_cost).await?;
+        let created = self
+            .users
+            .clone()
+            .create_user(CreateUserRequest {
+                email: email.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+                password_hash,
+            })
+            .await
+            .map_err(AuthError::from_user_service)?
+            .into_inner();
+        let user = created
+            .user
+            .ok_or_else(|| AuthError::Internal("user service returned no user".into()))?;
+        slog::info!(self.logger, "user signed up"; "user_id" => &user.id);
+        Ok(SignupResponse { user: Some(user) })
+    }
+
+    async fn login(&self, request: LoginRequest) -> Result<LoginResponse, AuthError> {
+        let password = Password::offered(request.password);
+        // A malformed email cannot belong to anyone: same answer as an unknown one.
+        let Ok(email) = Email::parse(&request.email) else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        let credential = self
+            .users
+            .clone()
+            .get_credential(GetCredentialRequest {
+                email: email.as_str().to_owned(),
+            })
+            .await;
+        let (user_id, hash) = match credential {
+            Ok(response) => {
+                let credential = response.into_inner();
+                (Some(credential.user_id), credential.password_hash)
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                (None, self.dummy_hash.to_string())
+            }
+            Err(status) => return Err(AuthError::from_user_service(status)),
+        };
+        let matches = password::verify(password, hash).await?;
+        let Some(user_id) = user_id.filter(|_| matches) else {
+            slog::info!(self.logger, "login refused");
+            return Err(AuthError::InvalidCredentials);
+        };
+        let access_token = self.tokens.issue(&user_id)?;
+        slog::info!(self.logger, "login succeeded"; "user_id" => &user_id);
+        Ok(LoginResponse {
+            access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: self.tokens.ttl_seconds(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthApi {
+    async fn signup(
+        &self,
+        request: Request<SignupRequest>,
+    ) -> Result<Response<SignupResponse>, Status> {
+        AuthApi::signup(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        AuthApi::login(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn validate_token(
+        &self,
+        request: Request<ValidateTokenRequest>,
+    ) -> Result<Response<ValidateTokenResponse>, Status> {
+        let validated = self
+            .tokens
+            .validate(&request.into_inner().access_token)
+            .map_err(|e| self.fail(e))?;
+        Ok(Response::new(ValidateTokenResponse {
+            user_id: validated.user_id,
+            expires_at: validated.expires_at,
+        }))
+    }
+}

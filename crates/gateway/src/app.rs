@@ -1,0 +1,121 @@
+//! Wiring: the actix-web server with tracing, request logs, metrics and the routes.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpServer, web};
+use telemetry::http::{HttpSpan, RequestTelemetry};
+use tracing_actix_web::TracingLogger;
+
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::error::{ApiError, json_error};
+use crate::routes::{api, health, meta};
+
+/// A gateway with its listener bound, ready to [`run`](Self::run).
+pub struct Application {
+    server: actix_web::dev::Server,
+    addr: SocketAddr,
+    logger: slog::Logger,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port) and builds the server.
+    pub fn build(
+        config: Config,
+        logger: slog::Logger,
+        registry: prometheus::Registry,
+    ) -> anyhow::Result<Self> {
+        let clients = web::Data::new(Clients::new(&config.auth_url, &config.user_url, &registry)?);
+        let prometheus =
+            telemetry::http::prometheus_metrics(&registry).map_err(|e| anyhow::anyhow!(e))?;
+        let listener = TcpListener::bind(config.http_addr)?;
+        let addr = listener.local_addr()?;
+        let max_body = config.max_body_bytes;
+        let request_logger = logger.clone();
+        let mut server = HttpServer::new(move || {
+            let json = web::JsonConfig::default()
+                .limit(max_body)
+                .error_handler(|error, _request| json_error(error).into());
+            // actix runs the last `wrap` first: metrics see everything, the root span encloses
+            // the request log and the handlers.
+            App::new()
+                .app_data(clients.clone())
+                .app_data(json)
+                .wrap(RequestTelemetry::new(request_logger.clone()))
+                .wrap(TracingLogger::<HttpSpan>::new())
+                .wrap(prometheus.clone())
+                .service(resource("/", web::get().to(meta::index)))
+                .service(resource("/healthz", web::get().to(health::healthz)))
+                .service(resource("/readyz", web::get().to(health::readyz)))
+                .service(
+                    web::scope("/api/v1")
+                        .service(resource("/signup", web::post().to(api::signup)))
+                        .service(resource("/login", web::post().to(api::login)))
+                        .service(resource("/users/me", web::get().to(api::me)))
+                        .service(resource("/openapi.json", web::get().to(meta::openapi))),
+                )
+                .default_service(web::to(not_found))
+        })
+        // Signals are ours to handle (see `run`), so tests and main shut down the same way.
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen(listener)?;
+        if config.workers > 0 {
+            server = server.workers(config.workers);
+        }
+        Ok(Self {
+            server: server.run(),
+            addr,
+            logger,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        slog::info!(self.logger, "gateway listening"; "http.addr" => %self.addr, "url" => format!("http://{}", self.addr));
+        let handle = self.server.handle();
+        let logger = self.logger.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            slog::info!(logger, "shutting down: draining in-flight requests");
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        Ok(())
+    }
+}
+
+/// A resource whose only route is `route`; other methods get a JSON 405, not actix's empty one.
+fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::client(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", request.method(), request.path()),
+    ))
+}
+
+async fn not_found(request: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::client(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", request.method(), request.path()),
+    ))
+}

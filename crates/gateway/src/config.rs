@@ -1,0 +1,92 @@
+//! Configuration from the environment (12-factor); names are constants, defaults suit `make run`.
+
+use std::net::SocketAddr;
+
+use telemetry::config::{ConfigError, parse_var};
+
+/// Address the HTTP server binds.
+pub const HTTP_ADDR: &str = "HTTP_ADDR";
+/// The auth service's gRPC URL.
+pub const AUTH_URL: &str = "AUTH_URL";
+/// The user service's gRPC URL.
+pub const USER_URL: &str = "USER_URL";
+/// Largest accepted JSON body, in bytes.
+pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+/// actix-web worker threads; 0 means one per core.
+pub const HTTP_WORKERS: &str = "HTTP_WORKERS";
+
+/// The gateway's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// HTTP listen address; port 0 picks a free port (tests).
+    pub http_addr: SocketAddr,
+    /// e.g. `http://127.0.0.1:50051`.
+    pub auth_url: String,
+    /// e.g. `http://127.0.0.1:50052`.
+    pub user_url: String,
+    /// JSON body limit; larger bodies get 413 `payload_too_large`.
+    pub max_body_bytes: usize,
+    /// Worker threads; 0 lets actix pick one per core.
+    pub workers: usize,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let url = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let url: String = parse_var(&lookup, name, default.to_owned())?;
+            match tonic::transport::Endpoint::from_shared(url.clone()) {
+                Ok(_) if url.starts_with("http://") || url.starts_with("https://") => Ok(url),
+                _ => Err(ConfigError {
+                    variable: name,
+                    reason: format!("expected an http:// URL, got {url:?}"),
+                }),
+            }
+        };
+        let max_body_bytes = parse_var(&lookup, MAX_BODY_BYTES, 16 * 1024usize)?;
+        if max_body_bytes < 256 {
+            return Err(ConfigError {
+                variable: MAX_BODY_BYTES,
+                reason: format!("must be at least 256, got {max_body_bytes}"),
+            });
+        }
+        Ok(Self {
+            http_addr: parse_var(&lookup, HTTP_ADDR, SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            auth_url: url(AUTH_URL, "http://127.0.0.1:50051")?,
+            user_url: url(USER_URL, "http://127.0.0.1:50052")?,
+            max_body_bytes,
+            workers: parse_var(&lookup, HTTP_WORKERS, 0usize)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_suit_local_runs() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.http_addr.port(), 8080);
+        assert_eq!(config.auth_url, "http://127.0.0.1:50051");
+        assert_eq!(config.max_body_bytes, 16 * 1024);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            (HTTP_ADDR, "x"),
+            (AUTH_URL, "auth:50051"),
+            (MAX_BODY_BYTES, "10"),
+            (HTTP_WORKERS, "-1"),
+        ] {
+            let error = Config::from_lookup(|n| (n == name).then(|| value.to_owned())).unwrap_err();
+            assert_eq!(error.variable, name, "{value}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The gateway's one error type, mapped in one place to an HTTP status and a JSON body
+//! `{"code": "snake_case", "message": "...", "trace_id": "..."}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// The error body every failed request gets.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable, snake_case: clients branch on this, never on `message`.
+    #[schema(example = "email_taken")]
+    pub code: String,
+    /// Human-readable explanation. Never contains secrets or internal details.
+    pub message: String,
+    /// The trace that served this request: search it in Grafana/Tempo.
+    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    pub trace_id: Option<String>,
+}
+
+/// An error the gateway answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The client's request is wrong: the status and code say how.
+    #[error("{message}")]
+    Client {
+        /// 4xx status.
+        status: StatusCode,
+        /// Stable snake_case code.
+        code: String,
+        /// Safe to show.
+        message: String,
+    },
+    /// A dependency (auth, user) is down or timing out.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// Our fault; the cause is logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A client error with `status`, `code` and `message`.
+    pub fn client(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError::Client {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The stable code this error is reported with.
+    pub fn code(&self) -> &str {
+        match self {
+            ApiError::Client { code, .. } => code,
+            ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// Maps a gRPC failure from auth or user to what the HTTP client sees.
+///
+/// The services put a stable reason (`EMAIL_TAKEN`, `TOKEN_EXPIRED`, ...) in a
+/// `google.rpc.ErrorInfo`; for client mistakes it becomes the `code`, lower-cased, and the gRPC
+/// code picks the HTTP status. Server-side failures keep their detail out of the response.
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let client_status = match status.code() {
+            Code::InvalidArgument => Some(StatusCode::UNPROCESSABLE_ENTITY),
+            Code::AlreadyExists => Some(StatusCode::CONFLICT),
+            Code::Unauthenticated => Some(StatusCode::UNAUTHORIZED),
+            Code::PermissionDenied => Some(StatusCode::FORBIDDEN),
+            Code::NotFound => Some(StatusCode::NOT_FOUND),
+            _ => None,
+        };
+        match (client_status, proto::errors::reason(&status)) {
+            (Some(http), Some(reason)) => {
+                ApiError::client(http, &reason.to_lowercase(), status.message())
+            }
+            (Some(http), None) => ApiError::client(http, "invalid_request", status.message()),
+            (None, _)
+                if matches!(
+                    status.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+                ) =>
+            {
+                ApiError::Unavailable(format!("{:?}: {}", status.code(), status.message()))
+            }
+            (None, _) => ApiError::Internal(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Client { status, .. } => *status,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            ApiError::Client { message, .. } => message.clone(),
+            ApiError::Unavailable(_) => {
+                "a backing service is unavailable; try again shortly".to_owned()
+            }
+            ApiError::Internal(_) => "internal error".to_owned(),
+        };
+        // Called inside the request's root span, so these are the ids in the response headers.
+        let trace_id = telemetry::current_trace_ids().map(|ids| ids.trace_id_hex());
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            code: self.code().to_owned(),
+            message,
+            trace_id,
+        })
+    }
+}
+
+/// Maps actix's JSON extractor failures; registered as the `JsonConfig` error handler.
+///
+/// serde's messages for type errors quote the offending value, which may be a password: only
+/// the missing-field message (which names a field, not a value) is passed through.
+pub fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match error {
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {limit} bytes"),
+        ),
+        E::ContentType => ApiError::client(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ),
+        E::Deserialize(error) => {
+            let position = format!("line {} column {}", error.line(), error.column());
+            match error.classify() {
+                serde_json::error::Category::Data => {
+                    let text = error.to_string();
+                    let message = match text.split(" at line ").next() {
+                        Some(missing) if missing.starts_with("missing field") => missing.to_owned(),
+                        _ => format!("a field has the wrong type or value ({position})"),
+                    };
+                    ApiError::client(StatusCode::BAD_REQUEST, "invalid_request", message)
+                }
+                _ => ApiError::client(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("request body is not valid JSON ({position})"),
+                ),
+            }
+        }
+        other => ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("unreadable body: {other}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody as _;
+
+    fn body(error: &ApiError) -> serde_json::Value {
+        let bytes = error.error_response().into_body().try_into_bytes().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn grpc_reasons_become_codes_with_matching_statuses() {
+        let cases = [
+            (
+                tonic::Code::AlreadyExists,
+                "EMAIL_TAKEN",
+                409,
+                "email_taken",
+            ),
+            (
+                tonic::Code::Unauthenticated,
+                "TOKEN_EXPIRED",
+                401,
+                "token_expired",
+            ),
+            (
+                tonic::Code::InvalidArgument,
+                "PASSWORD_TOO_SHORT",
+                422,
+                "password_too_short",
+            ),
+            (
+                tonic::Code::NotFound,
+                "USER_NOT_FOUND",
+                404,
+                "user_not_found",
+            ),
+        ];
+        for (code, reason, http, expected) in cases {
+            let error = ApiError::from(proto::errors::status(code, reason, "msg"));
+            assert_eq!(error.status_code().as_u16(), http);
+            assert_eq!(body(&error)["code"], expected);
+            assert_eq!(body(&error)["message"], "msg");
+        }
+    }
+
+    #[test]
+    fn server_failures_hide_their_cause() {
+        let unavailable =
+            ApiError::from(tonic::Status::unavailable("tcp connect 10.0.0.7 refused"));
+        assert_eq!(unavailable.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let internal = ApiError::from(tonic::Status::internal("panic at db.rs:10"));
+        assert_eq!(internal.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        for error in [unavailable, internal] {
+            let body = body(&error).to_string();
+            assert!(
+                !body.contains("10.0.0.7") && !body.contains("db.rs"),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_errors_never_echo_values() {
+        let parse = |raw: &str| {
+            serde_json::from_str::<std::collections::HashMap<String, String>>(raw)
+                .map(|_| ())
+                .unwrap_err()
+        };
+        let wrong_type = json_error(actix_web::error::JsonPayloadError::Deserialize(parse(
+            r#"{"password": 12345678}"#,
+        )));
+        assert_eq!(wrong_type.code(), "invalid_request");
+        assert!(!wrong_type.to_string().contains("12345678"), "{wrong_type}");
+        let malformed = json_error(actix_web::error::JsonPayloadError::Deserialize(parse(
+            "{\"a\": ",
+        )));
+        assert_eq!(malformed.code(), "malformed_json");
+    }
+}

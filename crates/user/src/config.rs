@@ -1,0 +1,98 @@
+//! Configuration from the environment (12-factor); names are constants, defaults suit `make run`.
+
+use std::net::SocketAddr;
+
+use telemetry::config::{ConfigError, parse_var};
+
+use crate::db::DatabaseUrl;
+
+/// Address the gRPC server binds.
+pub const GRPC_ADDR: &str = "GRPC_ADDR";
+/// Address the `/metrics` HTTP listener binds.
+pub const METRICS_ADDR: &str = "METRICS_ADDR";
+/// `postgres://...` or `sqlite://path`; unset means SQLite in `DATA_DIR`.
+pub const DATABASE_URL: &str = "DATABASE_URL";
+/// Where the default SQLite file lives.
+pub const DATA_DIR: &str = "DATA_DIR";
+/// Maximum pooled database connections.
+pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
+
+/// The user service's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// gRPC listen address; port 0 picks a free port (tests).
+    pub grpc_addr: SocketAddr,
+    /// `/metrics` listen address.
+    pub metrics_addr: SocketAddr,
+    /// The database to own.
+    pub database_url: DatabaseUrl,
+    /// Pool size; also bounds concurrent blocking database calls.
+    pub pool_size: u32,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let data_dir: String = parse_var(&lookup, DATA_DIR, "data".to_owned())?;
+        let database_url = match lookup(DATABASE_URL).filter(|v| !v.trim().is_empty()) {
+            None => DatabaseUrl::Sqlite(std::path::Path::new(&data_dir).join("users.db")),
+            Some(url) => DatabaseUrl::parse(url.trim()).map_err(|reason| ConfigError {
+                variable: DATABASE_URL,
+                reason,
+            })?,
+        };
+        let pool_size = parse_var(&lookup, DATABASE_POOL_SIZE, 10u32)?;
+        if pool_size == 0 {
+            return Err(ConfigError {
+                variable: DATABASE_POOL_SIZE,
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(Self {
+            grpc_addr: parse_var(
+                &lookup,
+                GRPC_ADDR,
+                SocketAddr::from(([127, 0, 0, 1], 50052)),
+            )?,
+            metrics_addr: parse_var(
+                &lookup,
+                METRICS_ADDR,
+                SocketAddr::from(([127, 0, 0, 1], 9102)),
+            )?,
+            database_url,
+            pool_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_sqlite_in_the_data_dir() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(
+            config.database_url,
+            DatabaseUrl::Sqlite("data/users.db".into())
+        );
+        assert_eq!(config.grpc_addr.port(), 50052);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            (GRPC_ADDR, "nope"),
+            (DATABASE_URL, "mysql://x"),
+            (DATABASE_POOL_SIZE, "0"),
+        ] {
+            let error = Config::from_lookup(|n| (n == name).then(|| value.to_owned())).unwrap_err();
+            assert_eq!(error.variable, name);
+        }
+    }
+}

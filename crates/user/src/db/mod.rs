@@ -1,0 +1,306 @@
+//! The database: one diesel code path for PostgreSQL and embedded SQLite.
+//!
+//! [`DbConnection`] is a diesel `MultiConnection`: every query below is written once and runs on
+//! whichever backend `DATABASE_URL` names. diesel is synchronous, so every call runs on Tokio's
+//! blocking pool inside a `db` span that is a child of the caller's span.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SubsecRound as _};
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
+
+use crate::error::UserError;
+use schema::users;
+
+/// The schema history, compiled into the binary and applied at start-up.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// `postgres://` URLs: what compose and Kubernetes use.
+    Pg(diesel::PgConnection),
+    /// `sqlite://` paths: the zero-dependency local default.
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Which backend a [`Database`] talks to; its name is the `db.system` span attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+impl Backend {
+    /// The semantic-convention `db.system.name` value.
+    pub fn system(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgresql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    /// UUID, canonical text form.
+    pub id: String,
+    /// Lower-cased email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// bcrypt hash; never leaves this crate except through `GetCredential`.
+    pub password_hash: String,
+    /// Creation time, UTC, microsecond precision (what PostgreSQL keeps).
+    pub created_at: NaiveDateTime,
+}
+
+impl UserRow {
+    /// A new row with a fresh id and the current time.
+    pub fn new(email: String, name: String, password_hash: String) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            email,
+            name,
+            password_hash,
+            created_at: chrono::Utc::now().naive_utc().trunc_subsecs(6),
+        }
+    }
+}
+
+/// SQLite needs a few pragmas per connection to behave under concurrent access.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(conn) = conn {
+            // WAL lets readers proceed during a write; busy_timeout makes writers wait for the
+            // lock instead of failing with SQLITE_BUSY.
+            diesel::connection::SimpleConnection::batch_execute(
+                conn,
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// A pool of connections plus the backend it talks to.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<ConnectionManager<DbConnection>>,
+    backend: Backend,
+    /// `db.namespace`: the database name or SQLite file, never credentials.
+    namespace: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `DATABASE_URL` names, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A `postgres://` or `postgresql://` URL, passed to libpq as is.
+    Postgres(String),
+    /// A SQLite file path (`sqlite://path`, `sqlite:path`).
+    Sqlite(std::path::PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Parses a `DATABASE_URL` value.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(
+                    "a sqlite URL needs a file path, e.g. sqlite://data/users.db".to_owned(),
+                );
+            }
+            return Ok(Self::Sqlite(path.into()));
+        }
+        Err("expected a postgres://, postgresql:// or sqlite:// URL".to_owned())
+    }
+}
+
+impl Database {
+    /// Connects, checks one connection out (so a bad URL fails at start-up, not on the first
+    /// request) and applies pending migrations.
+    pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Self, UserError> {
+        let (conn_url, backend, namespace) = match url {
+            DatabaseUrl::Postgres(url) => {
+                let namespace = url
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                (url.clone(), Backend::Postgres, namespace)
+            }
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        UserError::Internal(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+                let path = path.display().to_string();
+                (path.clone(), Backend::Sqlite, path)
+            }
+        };
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(5))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(ConnectionManager::<DbConnection>::new(conn_url))
+            .map_err(|e| {
+                UserError::Unavailable(format!(
+                    "cannot connect to the {} database: {e}",
+                    backend.system()
+                ))
+            })?;
+        let database = Self {
+            pool,
+            backend,
+            namespace,
+        };
+        database.migrate()?;
+        Ok(database)
+    }
+
+    /// The backend this database talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn migrate(&self) -> Result<(), UserError> {
+        let mut conn = self.checkout()?;
+        let result = match &mut *conn {
+            DbConnection::Pg(conn) => conn.run_pending_migrations(MIGRATIONS).map(|_| ()),
+            DbConnection::Sqlite(conn) => conn.run_pending_migrations(MIGRATIONS).map(|_| ()),
+        };
+        result.map_err(|e| UserError::Internal(format!("migrations failed: {e}")))
+    }
+
+    fn checkout(&self) -> Result<PooledConnection<ConnectionManager<DbConnection>>, UserError> {
+        self.pool
+            .get()
+            .map_err(|e| UserError::Unavailable(format!("no database connection: {e}")))
+    }
+
+    /// Runs `query` on the blocking pool inside a `db` client span.
+    async fn run<T, F>(&self, operation: &'static str, query: F) -> Result<T, UserError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, UserError> + Send + 'static,
+    {
+        let span = tracing::info_span!(
+            "db",
+            otel.name = %format_args!("{operation} users"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            db.system = self.backend.system(),
+            db.system.name = self.backend.system(),
+            db.namespace = %self.namespace,
+            db.operation.name = operation,
+            db.collection.name = "users",
+        );
+        let database = self.clone();
+        let span_in_task = span.clone();
+        telemetry::spawn_blocking_in(span, move || {
+            let result = database.checkout().and_then(|mut conn| query(&mut conn));
+            if matches!(
+                result,
+                Err(UserError::Internal(_) | UserError::Unavailable(_))
+            ) {
+                span_in_task.record("otel.status_code", "ERROR");
+            }
+            result
+        })
+        .await
+        .map_err(|e| UserError::Internal(format!("database task failed: {e}")))?
+    }
+
+    /// Inserts `row`; `EmailTaken` when the email is already registered.
+    pub async fn insert(&self, row: UserRow) -> Result<UserRow, UserError> {
+        self.run("INSERT", move |conn| {
+            match diesel::insert_into(users::table).values(&row).execute(conn) {
+                Ok(_) => Ok(row),
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => Err(UserError::EmailTaken),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// The user with `id`, if any.
+    pub async fn by_id(&self, id: String) -> Result<Option<UserRow>, UserError> {
+        self.run("SELECT", move |conn| {
+            Ok(users::table
+                .find(id)
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// The user with `email` (already lower-cased), if any.
+    pub async fn by_email(&self, email: String) -> Result<Option<UserRow>, UserError> {
+        self.run("SELECT", move |conn| {
+            Ok(users::table
+                .filter(users::email.eq(email))
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_parse() {
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u@h/db").unwrap(),
+            DatabaseUrl::Postgres("postgres://u@h/db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/u.db").unwrap(),
+            DatabaseUrl::Sqlite("data/u.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:/tmp/u.db").unwrap(),
+            DatabaseUrl::Sqlite("/tmp/u.db".into())
+        );
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+}

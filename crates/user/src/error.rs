@@ -1,0 +1,104 @@
+//! The user service's errors and their one mapping to gRPC statuses.
+
+use proto::errors;
+use tonic::Code;
+
+/// Everything that can go wrong serving a user request.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The request itself is wrong; `reason` is the stable machine code.
+    #[error("{message}")]
+    InvalidArgument {
+        /// `ErrorInfo.reason`, e.g. `INVALID_EMAIL`.
+        reason: &'static str,
+        /// Human-readable, safe to show the caller.
+        message: String,
+    },
+    /// No user with that id or email.
+    #[error("user not found")]
+    NotFound,
+    /// The email is registered already.
+    #[error("email already registered")]
+    EmailTaken,
+    /// The database cannot be reached or the pool is exhausted.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected database failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<diesel::result::Error> for UserError {
+    fn from(error: diesel::result::Error) -> Self {
+        UserError::Internal(error.to_string())
+    }
+}
+
+impl UserError {
+    /// Whether the fault is ours (logged at ERROR with its cause) rather than the caller's.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(self, UserError::Unavailable(_) | UserError::Internal(_))
+    }
+}
+
+impl From<UserError> for tonic::Status {
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::InvalidArgument { reason, message } => {
+                errors::status(Code::InvalidArgument, reason, message)
+            }
+            UserError::NotFound => {
+                errors::status(Code::NotFound, "USER_NOT_FOUND", "user not found")
+            }
+            UserError::EmailTaken => errors::status(
+                Code::AlreadyExists,
+                "EMAIL_TAKEN",
+                "email already registered",
+            ),
+            // The cause stays in our logs; the caller learns only the kind of failure.
+            UserError::Unavailable(_) => errors::status(
+                Code::Unavailable,
+                "DATABASE_UNAVAILABLE",
+                "the user database is unavailable",
+            ),
+            UserError::Internal(_) => errors::status(Code::Internal, "INTERNAL", "internal error"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_code_and_reason_but_not_internal_detail() {
+        let cases = [
+            (UserError::NotFound, Code::NotFound, "USER_NOT_FOUND"),
+            (UserError::EmailTaken, Code::AlreadyExists, "EMAIL_TAKEN"),
+            (
+                UserError::InvalidArgument {
+                    reason: "INVALID_EMAIL",
+                    message: "bad".into(),
+                },
+                Code::InvalidArgument,
+                "INVALID_EMAIL",
+            ),
+            (
+                UserError::Unavailable("pg down at 10.0.0.1".into()),
+                Code::Unavailable,
+                "DATABASE_UNAVAILABLE",
+            ),
+            (
+                UserError::Internal("secret detail".into()),
+                Code::Internal,
+                "INTERNAL",
+            ),
+        ];
+        for (error, code, reason) in cases {
+            let status = tonic::Status::from(error);
+            assert_eq!(status.code(), code);
+            assert_eq!(errors::reason(&status).as_deref(), Some(reason));
+            assert!(!status.message().contains("secret") && !status.message().contains("10.0.0.1"));
+        }
+    }
+}
