@@ -1,1 +1,40 @@
-//! testkit
+//! Test helpers shared by every crate's integration tests and the end-to-end suite.
+//!
+//! | module | what it gives a test |
+//! |---|---|
+//! | [`otlp`] | a real OTLP/gRPC trace collector on `127.0.0.1:0` that keeps what it receives |
+//! | [`postgres`] | a throw-away PostgreSQL database per test (skipped with one line off CI) |
+//! | [`process`] | a real binary as a child process with captured stdout, killed on drop |
+
+pub mod otlp;
+pub mod postgres;
+pub mod process;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+///
+/// Spans and log lines arrive asynchronously (batch export, async log drain); tests wait for
+/// them rather than sleep a guessed amount.
+pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Installs tracing once per test process, with ids but no exporter, so in-process services
+/// produce trace ids in headers, error bodies and logs as they do in production.
+pub fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let config = telemetry::TelemetryConfig::from_lookup("test", |_| None).expect("default config");
+        // Another test harness may have installed a subscriber first; ids are then its concern.
+        let provider = telemetry::traces::install(&config).ok().flatten();
+        std::mem::forget(provider);
+    });
+}

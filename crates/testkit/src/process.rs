@@ -1,0 +1,106 @@
+//! A real service binary as a child process, with its stdout captured line by line.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+/// The directory holding the workspace's built binaries (`target/debug`), found from the test
+/// executable's own path (`target/debug/deps/<test>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// The path of workspace binary `name`; panics with the fix if it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, which `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A running child process; killed when dropped.
+pub struct Service {
+    /// The binary's name, for messages.
+    pub name: String,
+    child: tokio::process::Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    /// Starts workspace binary `name` with `env` added to a cleared-down environment
+    /// (only `PATH` is inherited, so the developer's shell cannot change what is tested).
+    pub fn spawn(name: &str, env: &[(&str, String)]) -> Self {
+        let mut command = tokio::process::Command::new(bin(name));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().expect("piped stdout"), stdout.clone());
+        collect(child.stderr.take().expect("piped stderr"), stderr.clone());
+        Self {
+            name: name.to_owned(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Every stdout line so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout lock").clone()
+    }
+
+    /// Every stderr line so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    /// Stdout lines parsed as JSON; panics on a line that is not, since every line must be.
+    pub fn json_logs(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: non-JSON log line {line:?}: {e}", self.name))
+            })
+            .collect()
+    }
+
+    /// Sends SIGTERM (what orchestrators send) and waits for the exit code.
+    #[cfg(unix)]
+    pub async fn terminate(&mut self) -> Option<i32> {
+        if let Some(pid) = self.child.id() {
+            // SAFETY-free: `kill` is a plain syscall wrapper via the `kill` binary.
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        self.child.wait().await.ok().and_then(|status| status.code())
+    }
+
+    /// Whether the process has exited, with its code.
+    pub fn try_exit_code(&mut self) -> Option<Option<i32>> {
+        self.child.try_wait().ok().flatten().map(|status| status.code())
+    }
+}
+
+fn collect<R: tokio::io::AsyncRead + Unpin + Send + 'static>(reader: R, into: Arc<Mutex<Vec<String>>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            into.lock().expect("log lock").push(line);
+        }
+    });
+}

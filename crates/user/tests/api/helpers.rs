@@ -1,0 +1,67 @@
+use std::net::SocketAddr;
+
+use proto::user::v1::user_service_client::UserServiceClient;
+use testkit::postgres::TestDatabase;
+use tonic::transport::Channel;
+use user::db::DatabaseUrl;
+
+/// A user service running in this process on free ports, stopped when dropped.
+pub struct TestUser {
+    pub backend: &'static str,
+    pub client: UserServiceClient<Channel>,
+    pub grpc_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _database: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn(database_url: DatabaseUrl, backend: &'static str, database: Option<TestDatabase>) -> TestUser {
+    testkit::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let config = user::Config {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        pool_size: 4,
+    };
+    let app = user::Application::build(config, telemetry::logs::test_logger("user"), telemetry::metrics::registry())
+        .await
+        .expect("user service builds");
+    let (grpc_addr, metrics_addr) = (app.grpc_addr(), app.metrics_addr());
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async move {
+        let _ = stop.await;
+    }));
+    let client = UserServiceClient::connect(format!("http://{grpc_addr}")).await.expect("connect");
+    TestUser {
+        backend,
+        client,
+        grpc_addr,
+        metrics_addr,
+        _shutdown: shutdown,
+        _database: database,
+        _dir: dir,
+    }
+}
+
+pub async fn spawn_sqlite() -> TestUser {
+    let path = std::env::temp_dir().join(format!("user-test-{}.db", uuid::Uuid::new_v4()));
+    spawn(DatabaseUrl::Sqlite(path), "sqlite", None).await
+}
+
+pub async fn spawn_postgres() -> Option<TestUser> {
+    let database = TestDatabase::create()?;
+    let url = DatabaseUrl::Postgres(database.url().to_owned());
+    Some(spawn(url, "postgres", Some(database)).await)
+}
+
+/// The service on every backend this machine offers: SQLite always, PostgreSQL when reachable
+/// (always under CI).
+pub async fn on_every_backend() -> Vec<TestUser> {
+    let mut services = vec![spawn_sqlite().await];
+    services.extend(spawn_postgres().await);
+    services
+}
+
+pub const HASH: &str = "$2b$04$C6UzMDM.H6dfI/f/IKcEeO5KRzqzVuINNlrDjAwJfGLtbH6mh2cU.";
