@@ -16,13 +16,20 @@ use std::time::{Duration, Instant};
 ///
 /// Spans and log lines arrive asynchronously (batch export, async log drain); tests wait for
 /// them rather than sleep a guessed amount.
-pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -32,7 +39,8 @@ pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut(
 pub fn init_tracing() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let config = telemetry::TelemetryConfig::from_lookup("test", |_| None).expect("default config");
+        let config =
+            telemetry::TelemetryConfig::from_lookup("test", |_| None).expect("default config");
         // Another test harness may have installed a subscriber first; ids are then its concern.
         let provider = telemetry::traces::install(&config).ok().flatten();
         std::mem::forget(provider);

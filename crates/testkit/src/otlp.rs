@@ -6,8 +6,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -49,10 +53,14 @@ pub struct OtlpCollector {
 impl OtlpCollector {
     /// Starts a collector on a free loopback port.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind collector");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind collector");
         let addr = listener.local_addr().expect("collector address");
         let spans = Arc::new(Mutex::new(Vec::new()));
-        let service = Receiver { spans: spans.clone() };
+        let service = Receiver {
+            spans: spans.clone(),
+        };
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(TraceServiceServer::new(service))
@@ -78,7 +86,10 @@ impl OtlpCollector {
 
     /// The spans of one trace.
     pub fn trace(&self, trace_id: &str) -> Vec<CollectedSpan> {
-        self.spans().into_iter().filter(|s| s.trace_id == trace_id).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
     }
 }
 
@@ -94,7 +105,10 @@ impl TraceService for Receiver {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut received = Vec::new();
         for resource_spans in request.into_inner().resource_spans {
-            let resource = resource_spans.resource.map(|r| attributes(&r.attributes)).unwrap_or_default();
+            let resource = resource_spans
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
             let service = resource.get("service.name").cloned().unwrap_or_default();
             for scope_spans in resource_spans.scope_spans {
                 for span in scope_spans.spans {
@@ -112,7 +126,9 @@ impl TraceService for Receiver {
             }
         }
         self.spans.lock().expect("collector lock").extend(received);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -123,7 +139,12 @@ fn hex(bytes: &[u8]) -> String {
 fn attributes(pairs: &[KeyValue]) -> HashMap<String, String> {
     pairs
         .iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(render).unwrap_or_default()))
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map(render).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 

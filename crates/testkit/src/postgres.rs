@@ -20,13 +20,19 @@ impl TestDatabase {
     /// Creates `test_<uuid>` on the test server, or returns `None` (after printing why) when
     /// the server is unreachable and `CI` is not `true`.
     pub fn create() -> Option<Self> {
-        let admin_url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+        let admin_url =
+            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
         let mut admin = match PgConnection::establish(&admin_url) {
             Ok(conn) => conn,
             Err(error) => {
                 let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-                assert!(!in_ci, "CI=true but PostgreSQL is unreachable at {admin_url}: {error}");
-                eprintln!("SKIPPED: this test needs PostgreSQL at {admin_url} (set TEST_DATABASE_URL): {error}");
+                assert!(
+                    !in_ci,
+                    "CI=true but PostgreSQL is unreachable at {admin_url}: {error}"
+                );
+                eprintln!(
+                    "SKIPPED: this test needs PostgreSQL at {admin_url} (set TEST_DATABASE_URL): {error}"
+                );
                 return None;
             }
         };
@@ -34,9 +40,15 @@ impl TestDatabase {
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .expect("create test database");
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(base, _)| base);
         let url = format!("{base}/{name}");
-        Some(Self { admin_url, name, url })
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
     }
 
     /// The new database's URL, for `DATABASE_URL`.
@@ -49,7 +61,11 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
             // FORCE: the service under test may still hold pooled connections.
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin);
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
         }
     }
 }

@@ -47,7 +47,9 @@ impl Service {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         collect(child.stdout.take().expect("piped stdout"), stdout.clone());
@@ -75,7 +77,8 @@ impl Service {
         self.stdout()
             .iter()
             .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: non-JSON log line {line:?}: {e}", self.name))
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}: non-JSON log line {line:?}: {e}", self.name))
             })
             .collect()
     }
@@ -85,18 +88,32 @@ impl Service {
     pub async fn terminate(&mut self) -> Option<i32> {
         if let Some(pid) = self.child.id() {
             // SAFETY-free: `kill` is a plain syscall wrapper via the `kill` binary.
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
-        self.child.wait().await.ok().and_then(|status| status.code())
+        self.child
+            .wait()
+            .await
+            .ok()
+            .and_then(|status| status.code())
     }
 
     /// Whether the process has exited, with its code.
     pub fn try_exit_code(&mut self) -> Option<Option<i32>> {
-        self.child.try_wait().ok().flatten().map(|status| status.code())
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|status| status.code())
     }
 }
 
-fn collect<R: tokio::io::AsyncRead + Unpin + Send + 'static>(reader: R, into: Arc<Mutex<Vec<String>>>) {
+fn collect<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+    into: Arc<Mutex<Vec<String>>>,
+) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).lines();
         while let Ok(Some(line)) = lines.next_line().await {

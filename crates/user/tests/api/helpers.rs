@@ -16,7 +16,11 @@ pub struct TestUser {
     _dir: tempfile::TempDir,
 }
 
-pub async fn spawn(database_url: DatabaseUrl, backend: &'static str, database: Option<TestDatabase>) -> TestUser {
+pub async fn spawn(
+    database_url: DatabaseUrl,
+    backend: &'static str,
+    database: Option<TestDatabase>,
+) -> TestUser {
     testkit::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let config = user::Config {
@@ -25,15 +29,21 @@ pub async fn spawn(database_url: DatabaseUrl, backend: &'static str, database: O
         database_url,
         pool_size: 4,
     };
-    let app = user::Application::build(config, telemetry::logs::test_logger("user"), telemetry::metrics::registry())
-        .await
-        .expect("user service builds");
+    let app = user::Application::build(
+        config,
+        telemetry::logs::test_logger("user"),
+        telemetry::metrics::registry(),
+    )
+    .await
+    .expect("user service builds");
     let (grpc_addr, metrics_addr) = (app.grpc_addr(), app.metrics_addr());
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run(async move {
         let _ = stop.await;
     }));
-    let client = UserServiceClient::connect(format!("http://{grpc_addr}")).await.expect("connect");
+    let client = UserServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .expect("connect");
     TestUser {
         backend,
         client,

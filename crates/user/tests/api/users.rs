@@ -15,19 +15,32 @@ fn create(email: &str) -> CreateUserRequest {
 #[tokio::test]
 async fn a_created_user_can_be_read_back_by_id_and_email() {
     for mut svc in on_every_backend().await {
-        let created = svc.client.create_user(create("ada@example.com")).await.unwrap().into_inner().user.unwrap();
-        assert_eq!(created.email, "ada@example.com", "{}", svc.backend);
-        assert!(uuid::Uuid::parse_str(&created.id).is_ok());
-
-        let fetched = svc
+        let created = svc
             .client
-            .get_user(GetUserRequest { id: created.id.clone() })
+            .create_user(create("ada@example.com"))
             .await
             .unwrap()
             .into_inner()
             .user
             .unwrap();
-        assert_eq!(fetched, created, "{}: the profile round-trips exactly", svc.backend);
+        assert_eq!(created.email, "ada@example.com", "{}", svc.backend);
+        assert!(uuid::Uuid::parse_str(&created.id).is_ok());
+
+        let fetched = svc
+            .client
+            .get_user(GetUserRequest {
+                id: created.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        assert_eq!(
+            fetched, created,
+            "{}: the profile round-trips exactly",
+            svc.backend
+        );
 
         let credential = svc
             .client
@@ -45,8 +58,15 @@ async fn a_created_user_can_be_read_back_by_id_and_email() {
 #[tokio::test]
 async fn a_duplicate_email_is_already_exists_with_a_reason() {
     for mut svc in on_every_backend().await {
-        svc.client.create_user(create("dup@example.com")).await.unwrap();
-        let status = svc.client.create_user(create("dup@example.com")).await.unwrap_err();
+        svc.client
+            .create_user(create("dup@example.com"))
+            .await
+            .unwrap();
+        let status = svc
+            .client
+            .create_user(create("dup@example.com"))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::AlreadyExists, "{}", svc.backend);
         assert_eq!(reason(&status).as_deref(), Some("EMAIL_TAKEN"));
     }
@@ -63,7 +83,12 @@ async fn concurrent_sign_ups_for_one_email_create_exactly_one_user() {
         for attempt in attempts {
             match attempt.await.unwrap() {
                 Ok(_) => created += 1,
-                Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "{}: {status:?}", svc.backend),
+                Err(status) => assert_eq!(
+                    status.code(),
+                    Code::AlreadyExists,
+                    "{}: {status:?}",
+                    svc.backend
+                ),
             }
         }
         assert_eq!(created, 1, "{}", svc.backend);
@@ -83,7 +108,13 @@ async fn unknown_and_malformed_lookups_are_client_errors() {
         assert_eq!(missing.code(), Code::NotFound, "{}", svc.backend);
         assert_eq!(reason(&missing).as_deref(), Some("USER_NOT_FOUND"));
 
-        let malformed = svc.client.get_user(GetUserRequest { id: "1; DROP TABLE users".into() }).await.unwrap_err();
+        let malformed = svc
+            .client
+            .get_user(GetUserRequest {
+                id: "1; DROP TABLE users".into(),
+            })
+            .await
+            .unwrap_err();
         assert_eq!(malformed.code(), Code::InvalidArgument);
 
         let unknown = svc
@@ -105,7 +136,10 @@ async fn invalid_create_requests_are_refused_and_store_nothing() {
         let status = svc.client.create_user(plaintext).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(reason(&status).as_deref(), Some("INVALID_PASSWORD_HASH"));
-        assert!(!status.message().contains("hunter2"), "the refused value is not echoed");
+        assert!(
+            !status.message().contains("hunter2"),
+            "the refused value is not echoed"
+        );
 
         let lookup = svc
             .client
@@ -114,22 +148,38 @@ async fn invalid_create_requests_are_refused_and_store_nothing() {
             })
             .await
             .unwrap_err();
-        assert_eq!(lookup.code(), Code::NotFound, "{}: nothing was stored", svc.backend);
+        assert_eq!(
+            lookup.code(),
+            Code::NotFound,
+            "{}: nothing was stored",
+            svc.backend
+        );
     }
 }
 
 #[tokio::test]
 async fn metrics_and_health_are_served() {
     for mut svc in on_every_backend().await {
-        let _ = svc.client.get_user(GetUserRequest { id: "bad".into() }).await;
+        let _ = svc
+            .client
+            .get_user(GetUserRequest { id: "bad".into() })
+            .await;
 
-        let body = reqwest::get(format!("http://{}/metrics", svc.metrics_addr)).await.unwrap().text().await.unwrap();
+        let body = reqwest::get(format!("http://{}/metrics", svc.metrics_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(
             body.contains(r#"grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="GetUser",grpc_service="user.v1.UserService",grpc_type="unary"} 1"#),
             "{body}"
         );
         assert!(body.contains("grpc_server_started_total"), "{body}");
-        assert!(body.contains("grpc_server_handling_seconds_bucket"), "{body}");
+        assert!(
+            body.contains("grpc_server_handling_seconds_bucket"),
+            "{body}"
+        );
 
         let channel = tonic::transport::Channel::from_shared(format!("http://{}", svc.grpc_addr))
             .unwrap()
@@ -143,6 +193,9 @@ async fn metrics_and_health_are_served() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(health.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+        assert_eq!(
+            health.status(),
+            tonic_health::pb::health_check_response::ServingStatus::Serving
+        );
     }
 }
