@@ -1,0 +1,214 @@
+use std::net::SocketAddr;
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "gateway-test-secret-0123456789abcdef";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+fn stopper() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
+/// The whole stack in this process on free ports, stopped when dropped.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// An address no one listens on.
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+async fn start_user(
+    dir: &std::path::Path,
+    stop: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+) -> String {
+    let config = user::Config {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: user::db::DatabaseUrl::Sqlite(dir.join("users.db")),
+        pool_size: 4,
+    };
+    let app = user::Application::build(
+        config,
+        telemetry::logs::test_logger("user"),
+        telemetry::metrics::registry(),
+    )
+    .await
+    .expect("user builds");
+    let url = format!("http://{}", app.grpc_addr());
+    let (tx, rx) = stopper();
+    stop.push(tx);
+    tokio::spawn(app.run(rx));
+    url
+}
+
+async fn start_auth(user_url: String, stop: &mut Vec<tokio::sync::oneshot::Sender<()>>) -> String {
+    let config = auth::Config {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        user_url,
+        jwt_secret: SecretString::from(SECRET.to_owned()),
+        jwt_ttl_seconds: 900,
+        bcrypt_cost: 4,
+    };
+    let app = auth::Application::build(
+        config,
+        telemetry::logs::test_logger("auth"),
+        telemetry::metrics::registry(),
+    )
+    .await
+    .expect("auth builds");
+    let url = format!("http://{}", app.grpc_addr());
+    let (tx, rx) = stopper();
+    stop.push(tx);
+    tokio::spawn(app.run(rx));
+    url
+}
+
+fn start_gateway(
+    auth_url: String,
+    user_url: String,
+    stop: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+) -> SocketAddr {
+    let config = gateway::Config {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        auth_url,
+        user_url,
+        max_body_bytes: 4096,
+        workers: 1,
+    };
+    let app = gateway::Application::build(
+        config,
+        telemetry::logs::test_logger("gateway"),
+        telemetry::metrics::registry(),
+    )
+    .expect("gateway builds");
+    let addr = app.addr();
+    let (tx, rx) = stopper();
+    stop.push(tx);
+    tokio::spawn(app.run(rx));
+    addr
+}
+
+impl TestApp {
+    /// Gateway, auth and user, all up.
+    pub async fn spawn() -> Self {
+        testkit::init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let mut stop = Vec::new();
+        let user_url = start_user(dir.path(), &mut stop).await;
+        let auth_url = start_auth(user_url.clone(), &mut stop).await;
+        let addr = start_gateway(auth_url, user_url, &mut stop);
+        Self::new(addr, stop, dir)
+    }
+
+    /// A gateway whose auth and user services are down.
+    pub async fn spawn_without_backends() -> Self {
+        testkit::init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let mut stop = Vec::new();
+        let addr = start_gateway(dead_url(), dead_url(), &mut stop);
+        Self::new(addr, stop, dir)
+    }
+
+    fn new(
+        addr: SocketAddr,
+        stop: Vec<tokio::sync::oneshot::Sender<()>>,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        Self {
+            address: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            _stop: stop,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn signup(&self, email: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/signup",
+            &json!({"email": email, "password": PASSWORD, "name": "Ada"}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn me(&self, authorization: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(self.url("/api/v1/users/me"));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Signs up and logs in; returns the access token.
+    pub async fn token_for(&self, email: &str) -> String {
+        assert_eq!(self.signup(email).await.status(), 201);
+        let body: Value = self.login(email, PASSWORD).await.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Asserts `response` is an error with `status` and `code`, and that its body is the standard
+/// `{code, message, trace_id}` whose trace id matches the `x-trace-id` header. Returns the body.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "expected {status} {code}"
+    );
+    let header = response
+        .headers()
+        .get("x-trace-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    let trace_id = body["trace_id"]
+        .as_str()
+        .expect("error bodies carry the trace id");
+    assert_eq!(trace_id.len(), 32, "{body}");
+    assert_eq!(
+        Some(trace_id.to_owned()),
+        header,
+        "body and header name the same trace"
+    );
+    body
+}
