@@ -87,26 +87,21 @@ impl Service {
     #[cfg(unix)]
     pub async fn terminate(&mut self) -> Option<i32> {
         if let Some(pid) = self.child.id() {
-            // SAFETY-free: `kill` is a plain syscall wrapper via the `kill` binary.
             let _ = std::process::Command::new("kill")
                 .arg("-TERM")
                 .arg(pid.to_string())
                 .status();
         }
+        self.wait().await
+    }
+
+    /// Waits for the process to exit by itself and returns its exit code.
+    pub async fn wait(&mut self) -> Option<i32> {
         self.child
             .wait()
             .await
             .ok()
             .and_then(|status| status.code())
-    }
-
-    /// Whether the process has exited, with its code.
-    pub fn try_exit_code(&mut self) -> Option<Option<i32>> {
-        self.child
-            .try_wait()
-            .ok()
-            .flatten()
-            .map(|status| status.code())
     }
 }
 

@@ -1,0 +1,7 @@
+//! The three real binaries as separate processes, an in-test OTLP collector, real HTTP and gRPC.
+
+#![allow(unreachable_pub)] // helpers are `pub` for sibling test modules, not for export
+
+mod lifecycle;
+mod stack;
+mod trace;
