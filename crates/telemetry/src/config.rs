@@ -105,16 +105,16 @@ impl TelemetryConfig {
             }
         };
 
-        if let Some(sampler) = non_empty(OTEL_TRACES_SAMPLER) {
-            if !SAMPLERS.contains(&sampler.as_str()) {
-                return Err(ConfigError {
-                    variable: OTEL_TRACES_SAMPLER,
-                    reason: format!(
-                        "unknown sampler {sampler:?}; expected one of {}",
-                        SAMPLERS.join(", ")
-                    ),
-                });
-            }
+        if let Some(sampler) = non_empty(OTEL_TRACES_SAMPLER)
+            && !SAMPLERS.contains(&sampler.as_str())
+        {
+            return Err(ConfigError {
+                variable: OTEL_TRACES_SAMPLER,
+                reason: format!(
+                    "unknown sampler {sampler:?}; expected one of {}",
+                    SAMPLERS.join(", ")
+                ),
+            });
         }
         if let Some(arg) = non_empty(OTEL_TRACES_SAMPLER_ARG) {
             match arg.trim().parse::<f64>() {
@@ -136,13 +136,13 @@ impl TelemetryConfig {
         let otlp_endpoint = non_empty(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
             .or_else(|| non_empty(OTEL_EXPORTER_OTLP_ENDPOINT))
             .map(|endpoint| endpoint.trim().to_owned());
-        if let Some(endpoint) = &otlp_endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(ConfigError {
-                    variable: OTEL_EXPORTER_OTLP_ENDPOINT,
-                    reason: format!("expected an http:// or https:// URL, got {endpoint:?}"),
-                });
-            }
+        if let Some(endpoint) = &otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError {
+                variable: OTEL_EXPORTER_OTLP_ENDPOINT,
+                reason: format!("expected an http:// or https:// URL, got {endpoint:?}"),
+            });
         }
 
         let deployment_environment = non_empty(OTEL_RESOURCE_ATTRIBUTES)

@@ -93,10 +93,10 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(provider) = self.tracer_provider.take() {
-            if let Err(error) = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
-                slog::warn!(self.logger, "span exporter shutdown did not complete"; "error" => %error);
-            }
+        if let Some(provider) = self.tracer_provider.take()
+            && let Err(error) = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+        {
+            slog::warn!(self.logger, "span exporter shutdown did not complete"; "error" => %error);
         }
     }
 }

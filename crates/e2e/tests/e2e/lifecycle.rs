@@ -47,7 +47,12 @@ async fn a_dead_collector_never_fails_a_request_and_sigterm_drains_cleanly() {
 
 #[tokio::test]
 async fn a_bad_setting_prints_one_line_naming_it_and_exits_64() {
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: [Case; 4] = [
         ("user", &[("GRPC_ADDR", "not-an-address")], "GRPC_ADDR"),
         ("auth", &[], "JWT_SECRET"),
         (

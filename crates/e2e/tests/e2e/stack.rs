@@ -118,15 +118,13 @@ impl Stack {
     async fn wait_ready(&self) {
         let deadline = std::time::Instant::now() + STARTUP;
         loop {
-            if let Ok(response) = self
+            let ready = self
                 .http
                 .get(format!("{}/readyz", self.gateway_url))
                 .send()
-                .await
-            {
-                if response.status() == 200 {
-                    return;
-                }
+                .await;
+            if ready.is_ok_and(|response| response.status() == 200) {
+                return;
             }
             assert!(
                 std::time::Instant::now() < deadline,
