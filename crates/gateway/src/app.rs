@@ -38,14 +38,14 @@ impl Application {
             let json = web::JsonConfig::default()
                 .limit(max_body)
                 .error_handler(|error, _request| json_error(error).into());
-            // actix runs the last `wrap` first: metrics see everything, the root span encloses
-            // the request log and the handlers.
+            // actix runs the last `wrap` first: the root span encloses everything, so even
+            // `/metrics` (answered by the prometheus middleware itself) names its trace.
             App::new()
                 .app_data(clients.clone())
                 .app_data(json)
+                .wrap(prometheus.clone())
                 .wrap(RequestTelemetry::new(request_logger.clone()))
                 .wrap(TracingLogger::<HttpSpan>::new())
-                .wrap(prometheus.clone())
                 .service(resource("/", web::get().to(meta::index)))
                 .service(resource("/healthz", web::get().to(health::healthz)))
                 .service(resource("/readyz", web::get().to(health::readyz)))

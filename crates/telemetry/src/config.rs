@@ -78,6 +78,10 @@ pub struct TelemetryConfig {
     pub propagators: Vec<Propagator>,
     /// Log level directives (`RUST_LOG`), `info` by default.
     pub log_filter: String,
+    /// `OTEL_TRACES_SAMPLER`, validated; `parentbased_always_on` by default, as the spec says.
+    pub sampler: String,
+    /// `OTEL_TRACES_SAMPLER_ARG` for the ratio samplers; 1.0 by default.
+    pub sampler_ratio: f64,
 }
 
 impl TelemetryConfig {
@@ -105,9 +109,9 @@ impl TelemetryConfig {
             }
         };
 
-        if let Some(sampler) = non_empty(OTEL_TRACES_SAMPLER)
-            && !SAMPLERS.contains(&sampler.as_str())
-        {
+        let sampler =
+            non_empty(OTEL_TRACES_SAMPLER).unwrap_or_else(|| "parentbased_always_on".to_owned());
+        if !SAMPLERS.contains(&sampler.as_str()) {
             return Err(ConfigError {
                 variable: OTEL_TRACES_SAMPLER,
                 reason: format!(
@@ -116,17 +120,18 @@ impl TelemetryConfig {
                 ),
             });
         }
-        if let Some(arg) = non_empty(OTEL_TRACES_SAMPLER_ARG) {
-            match arg.trim().parse::<f64>() {
-                Ok(ratio) if (0.0..=1.0).contains(&ratio) => {}
+        let sampler_ratio = match non_empty(OTEL_TRACES_SAMPLER_ARG) {
+            None => 1.0,
+            Some(arg) => match arg.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
                 _ => {
                     return Err(ConfigError {
                         variable: OTEL_TRACES_SAMPLER_ARG,
                         reason: format!("expected a ratio between 0 and 1, got {arg:?}"),
                     });
                 }
-            }
-        }
+            },
+        };
 
         let propagators = match non_empty(OTEL_PROPAGATORS) {
             None => vec![Propagator::TraceContext, Propagator::Baggage],
@@ -167,6 +172,8 @@ impl TelemetryConfig {
             sdk_disabled,
             propagators,
             log_filter: non_empty(RUST_LOG).unwrap_or_else(|| "info".to_owned()),
+            sampler,
+            sampler_ratio,
         })
     }
 }
@@ -238,6 +245,8 @@ mod tests {
         );
         assert_eq!(config.deployment_environment, "local");
         assert_eq!(config.log_filter, "info");
+        assert_eq!(config.sampler, "parentbased_always_on");
+        assert_eq!(config.sampler_ratio, 1.0);
     }
 
     #[test]
@@ -260,6 +269,8 @@ mod tests {
         assert!(config.sdk_disabled);
         assert_eq!(config.propagators, vec![Propagator::TraceContext]);
         assert_eq!(config.deployment_environment, "staging");
+        assert_eq!(config.sampler, "parentbased_traceidratio");
+        assert_eq!(config.sampler_ratio, 0.25);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! actix-web pieces: the root span (semantic-convention names), W3C `traceresponse`, one log
 //! line per request, and actix-web-prom metrics on the shared registry.
 //!
-//! Wrap order matters: `App::new().wrap(RequestTelemetry::new(logger)).wrap(TracingLogger::<HttpSpan>::new()).wrap(prometheus)`.
+//! Wrap order matters: `App::new().wrap(prometheus).wrap(RequestTelemetry::new(logger)).wrap(TracingLogger::<HttpSpan>::new())`.
 //! actix applies the last `wrap` outermost, so [`RequestTelemetry`] runs *inside* the root span
-//! that tracing-actix-web opens and sees its ids.
+//! that tracing-actix-web opens and sees its ids, and so does the `/metrics` endpoint that
+//! actix-web-prom answers itself.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -22,8 +23,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::logs::current_trace_ids;
 
-/// Paths polled by orchestrators and Prometheus: counted in metrics, not traced.
-const UNTRACED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
+/// Paths polled by orchestrators and Prometheus: counted in metrics, given trace ids, but never
+/// exported (the sampler drops them) nor logged per request.
+pub(crate) const UNTRACED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
 
 /// W3C Trace Context Level 2 response header naming the trace that served the request.
 pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
@@ -51,9 +53,6 @@ pub struct HttpSpan;
 impl RootSpanBuilder for HttpSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let path = request.path();
-        if UNTRACED_PATHS.contains(&path) {
-            return Span::none();
-        }
         let method = request.method().as_str();
         // The route template, never the raw path: bounded cardinality, no ids in span names.
         let route = request.match_pattern();

@@ -8,11 +8,14 @@
 
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -46,10 +49,12 @@ pub fn install(config: &TelemetryConfig) -> Result<Option<SdkTracerProvider>, In
 
 /// Builds the tracer provider without installing anything globally.
 ///
-/// The sampler comes from `OTEL_TRACES_SAMPLER`/`_ARG` (read by the SDK, validated in
-/// [`TelemetryConfig`]); batch limits from `OTEL_BSP_*`.
+/// The sampler comes from `OTEL_TRACES_SAMPLER`/`_ARG` (validated in [`TelemetryConfig`]),
+/// wrapped so that probe and scrape requests are never exported; batch limits from `OTEL_BSP_*`.
 pub fn provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, InitError> {
-    let mut builder = SdkTracerProvider::builder().with_resource(resource(config));
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource(config))
+        .with_sampler(SkipProbes(sampler(&config.sampler, config.sampler_ratio)));
     if let Some(endpoint) = &config.otlp_endpoint {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -59,6 +64,56 @@ pub fn provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, InitError
         builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
     }
     Ok(builder.build())
+}
+
+/// The spec's sampler for `name` (already validated) and `ratio`.
+fn sampler(name: &str, ratio: f64) -> Sampler {
+    match name {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio),
+        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        "parentbased_traceidratio" => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+        _ => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+    }
+}
+
+/// Drops spans of liveness/readiness probes and metric scrapes before they are recorded.
+///
+/// A dropped span still has valid ids (flags `00`), so the probe's response names its trace in
+/// `traceresponse` like every other response, but Tempo is not flooded with a trace every few
+/// seconds per probe.
+#[derive(Debug, Clone)]
+struct SkipProbes(Sampler);
+
+impl ShouldSample for SkipProbes {
+    fn should_sample(
+        &self,
+        parent_context: Option<&opentelemetry::Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let probe = attributes.iter().any(|kv| {
+            kv.key.as_str() == "url.path"
+                && crate::http::UNTRACED_PATHS.contains(&kv.value.as_str().as_ref())
+        });
+        if probe {
+            return SamplingResult {
+                decision: SamplingDecision::Drop,
+                attributes: Vec::new(),
+                trace_state: parent_context
+                    .map(|cx| cx.span().span_context().trace_state().clone())
+                    .unwrap_or_default(),
+            };
+        }
+        self.0
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
 }
 
 /// The resource every span carries: who emitted it, which build, where.
@@ -129,4 +184,36 @@ fn span_filter() -> Targets {
         .with_target("opentelemetry", LevelFilter::OFF)
         .with_target("opentelemetry_sdk", LevelFilter::OFF)
         .with_target("opentelemetry_otlp", LevelFilter::OFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decide(sampler: &SkipProbes, path: &str) -> SamplingDecision {
+        sampler
+            .should_sample(
+                None,
+                TraceId::from(1u128),
+                "GET",
+                &SpanKind::Server,
+                &[KeyValue::new("url.path", path.to_owned())],
+                &[],
+            )
+            .decision
+    }
+
+    #[test]
+    fn probes_and_scrapes_are_dropped_everything_else_follows_the_sampler() {
+        let on = SkipProbes(sampler("parentbased_always_on", 1.0));
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(decide(&on, path), SamplingDecision::Drop, "{path}");
+        }
+        assert_eq!(
+            decide(&on, "/api/v1/signup"),
+            SamplingDecision::RecordAndSample
+        );
+        let off = SkipProbes(sampler("always_off", 1.0));
+        assert_eq!(decide(&off, "/api/v1/signup"), SamplingDecision::Drop);
+    }
 }

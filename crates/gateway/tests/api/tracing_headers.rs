@@ -67,3 +67,15 @@ async fn a_malformed_traceparent_starts_a_new_trace() {
         assert_ne!(trace_id, "00000000000000000000000000000000", "{bad}");
     }
 }
+
+#[tokio::test]
+async fn probes_and_scrapes_name_a_trace_that_is_not_sampled() {
+    let app = TestApp::spawn().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        let traceresponse = header(&response, "traceresponse");
+        assert!(traceresponse.ends_with("-00"), "{path}: {traceresponse}");
+    }
+    let response = app.http.get(app.url("/")).send().await.unwrap();
+    assert!(header(&response, "traceresponse").ends_with("-01"));
+}
