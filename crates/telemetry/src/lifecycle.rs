@@ -30,3 +30,60 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// The whole `main` of a service: configuration, telemetry, then `serve` until SIGTERM/SIGINT.
+///
+/// A bad setting prints one line naming it and exits [`EXIT_USAGE`]; a failure to start or a
+/// server error is logged as JSON and exits 1; a clean shutdown flushes spans and logs and exits
+/// 0. `serve` receives the logger, the registry and the shutdown signal. Call it from inside the
+/// multi-threaded Tokio runtime (`#[tokio::main]`): the OTLP exporter needs its reactor.
+pub async fn run_service<C, F, Fut, E>(
+    service: &'static str,
+    config: Result<C, crate::ConfigError>,
+    serve: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(C, slog::Logger, prometheus::Registry, ShutdownSignal) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use std::process::ExitCode;
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let telemetry = match crate::init(service) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let logger = telemetry.logger().clone();
+    let outcome = serve(
+        config,
+        logger.clone(),
+        telemetry.registry().clone(),
+        Box::pin(shutdown_signal()),
+    )
+    .await;
+    let code = match outcome {
+        Ok(()) => {
+            slog::info!(logger, "{} stopped", service);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            // `{:#}` keeps anyhow's cause chain on one line.
+            slog::error!(logger, "{} stopped with an error", service; "error" => format!("{error:#}"));
+            ExitCode::FAILURE
+        }
+    };
+    drop(telemetry); // flush spans and logs before exit
+    code
+}
+
+/// The future [`run_service`] hands to a service: completes on SIGTERM or SIGINT.
+pub type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;

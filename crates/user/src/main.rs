@@ -1,45 +1,16 @@
-//! `user` binary: configuration, telemetry, then [`user::Application`] until SIGTERM/SIGINT.
-
-use std::process::ExitCode;
-
-use telemetry::lifecycle::{EXIT_USAGE, shutdown_signal};
+//! `user` binary: a thin shell over [`user::Application`]; see `telemetry::lifecycle::run_service`.
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    let config = match user::Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("user: {error}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    // Inside the runtime: the OTLP exporter's channel needs a reactor.
-    let telemetry = match telemetry::init("user") {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("user: {error}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let logger = telemetry.logger().clone();
-    let app = match user::Application::build(config, logger.clone(), telemetry.registry().clone())
-        .await
-    {
-        Ok(app) => app,
-        Err(error) => {
-            slog::error!(logger, "user service failed to start"; "error" => format!("{error:#}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = app.run(shutdown_signal()).await;
-    if let Err(error) = &outcome {
-        slog::error!(logger, "user service stopped with an error"; "error" => format!("{error:#}"));
-    }
-    slog::info!(logger, "user service stopped");
-    drop(telemetry); // flush spans and logs before exit
-    if outcome.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+async fn main() -> std::process::ExitCode {
+    telemetry::lifecycle::run_service(
+        "user",
+        user::Config::from_env(),
+        |config, logger, registry, shutdown| async move {
+            user::Application::build(config, logger, registry)
+                .await?
+                .run(shutdown)
+                .await
+        },
+    )
+    .await
 }
