@@ -79,7 +79,7 @@ impl RootSpanBuilder for HttpSpan {
             server.address = %connection.host(),
             client.address = %connection.realip_remote_addr().unwrap_or(""),
             user_agent.original = %user_agent,
-            network.protocol.version = ?request.version(),
+            network.protocol.version = protocol_version(request.version()),
             error.type = tracing::field::Empty,
         );
         // Honour the caller's traceparent; a malformed one extracts as empty: a new trace starts.
@@ -100,6 +100,18 @@ impl RootSpanBuilder for HttpSpan {
             span.record("otel.status_code", "ERROR");
             span.record("error.type", status.as_str());
         }
+    }
+}
+
+/// The semantic-convention form of the HTTP version: `1.1`, `2`, not `HTTP/1.1`.
+fn protocol_version(version: actix_web::http::Version) -> &'static str {
+    use actix_web::http::Version;
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
     }
 }
 

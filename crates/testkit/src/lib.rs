@@ -5,10 +5,12 @@
 //! | [`otlp`] | a real OTLP/gRPC trace collector on `127.0.0.1:0` that keeps what it receives |
 //! | [`postgres`] | a throw-away PostgreSQL database per test (skipped with one line off CI) |
 //! | [`process`] | a real binary as a child process with captured stdout, killed on drop |
+//! | [`stack`] | user, auth and gateway as child processes wired together |
 
 pub mod otlp;
 pub mod postgres;
 pub mod process;
+pub mod stack;
 
 use std::time::{Duration, Instant};
 

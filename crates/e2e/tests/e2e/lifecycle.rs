@@ -1,6 +1,6 @@
 use testkit::process::Service;
 
-use crate::stack::{Stack, trace_id};
+use testkit::stack::{Stack, trace_id};
 
 /// An address no one listens on.
 fn dead_endpoint() -> String {

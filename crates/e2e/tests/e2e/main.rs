@@ -3,5 +3,4 @@
 #![allow(unreachable_pub)] // helpers are `pub` for sibling test modules, not for export
 
 mod lifecycle;
-mod stack;
 mod trace;

@@ -4,7 +4,7 @@ use std::time::Duration;
 use serde_json::Value;
 use testkit::otlp::{CollectedSpan, OtlpCollector};
 
-use crate::stack::{JWT_SECRET, PASSWORD, Stack, trace_id};
+use testkit::stack::{JWT_SECRET, PASSWORD, Stack, trace_id};
 
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
@@ -134,6 +134,7 @@ async fn one_request_is_one_trace_across_three_processes_with_matching_logs_and_
     assert_eq!(http.attr("http.request.method"), Some("POST"));
     assert_eq!(http.attr("http.route"), Some("/api/v1/signup"));
     assert_eq!(http.attr("http.response.status_code"), Some("201"));
+    assert_eq!(http.attr("network.protocol.version"), Some("1.1"));
     let call = child(
         &spans,
         http,

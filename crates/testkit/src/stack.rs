@@ -1,28 +1,40 @@
+//! The whole system as three child processes: what the end-to-end tests and the benchmark run.
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::process::Service;
 
+use crate::process::Service;
+
+/// The password every stack user signs up with; tests search all output for it.
 pub const PASSWORD: &str = "e2e-Pa55word-that-must-never-leak";
+/// The signing key the stack's auth service uses.
 pub const JWT_SECRET: &str = "e2e-jwt-secret-0123456789abcdef-0123";
 const STARTUP: Duration = Duration::from_secs(30);
 
 /// The three services as child processes, killed on drop.
 pub struct Stack {
+    /// The gateway process.
     pub gateway: Service,
+    /// The auth process.
     pub auth: Service,
+    /// The user process.
     pub user: Service,
+    /// `http://127.0.0.1:<port>`.
     pub gateway_url: String,
+    /// auth's `/metrics` URL.
     pub auth_metrics: String,
+    /// user's `/metrics` URL.
     pub user_metrics: String,
+    /// A client with a request timeout.
     pub http: reqwest::Client,
-    _database: Option<testkit::postgres::TestDatabase>,
+    _database: Option<crate::postgres::TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
 /// Finds `key` in the first log line whose `msg` is `msg`, waiting for the line to appear.
 async fn logged(service: &Service, msg: &str, key: &str) -> String {
-    testkit::eventually(
+    crate::eventually(
         &format!("{}: {msg:?} log line", service.name),
         STARTUP,
         || {
@@ -36,26 +48,37 @@ async fn logged(service: &Service, msg: &str, key: &str) -> String {
     .await
 }
 
-fn common_env(otlp_endpoint: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint.to_owned()),
-        // Export quickly so the test does not wait out the 5 s default batch delay.
-        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".to_owned()),
+/// Settings every process of a stack gets, plus the caller's `extra` ones (which win).
+fn common_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
         (
             "OTEL_RESOURCE_ATTRIBUTES",
             "deployment.environment=e2e".to_owned(),
         ),
         ("RUST_LOG", "info".to_owned()),
-    ]
+    ];
+    env.extend(extra.iter().cloned());
+    env
 }
 
 impl Stack {
     /// Starts user (PostgreSQL when reachable, always in CI; SQLite otherwise), auth and gateway
-    /// on ports they pick themselves, and waits until the gateway reports ready.
+    /// on ports they pick themselves, exporting spans to `otlp_endpoint` quickly (100 ms batch
+    /// delay), and waits until the gateway reports ready.
     pub async fn start(otlp_endpoint: &str) -> Self {
+        Self::start_with(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint.to_owned()),
+            // Export quickly so a test does not wait out the 5 s default batch delay.
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".to_owned()),
+        ])
+        .await
+    }
+
+    /// Starts the stack with `env` added to every process's environment.
+    pub async fn start_with(extra: &[(&'static str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let database = testkit::postgres::TestDatabase::create();
+        let database = crate::postgres::TestDatabase::create();
         let database_url = match &database {
             Some(db) => db.url().to_owned(),
             None => {
@@ -65,7 +88,7 @@ impl Stack {
         };
         let any_port = "127.0.0.1:0".to_owned();
 
-        let mut env = common_env(otlp_endpoint);
+        let mut env = common_env(extra);
         env.extend([
             ("GRPC_ADDR", any_port.clone()),
             ("METRICS_ADDR", any_port.clone()),
@@ -75,7 +98,7 @@ impl Stack {
         let user_grpc = logged(&user, "grpc server listening", "grpc.addr").await;
         let user_metrics = logged(&user, "grpc server listening", "metrics.addr").await;
 
-        let mut env = common_env(otlp_endpoint);
+        let mut env = common_env(extra);
         env.extend([
             ("GRPC_ADDR", any_port.clone()),
             ("METRICS_ADDR", any_port.clone()),
@@ -87,7 +110,7 @@ impl Stack {
         let auth_grpc = logged(&auth, "grpc server listening", "grpc.addr").await;
         let auth_metrics = logged(&auth, "grpc server listening", "metrics.addr").await;
 
-        let mut env = common_env(otlp_endpoint);
+        let mut env = common_env(extra);
         env.extend([
             ("HTTP_ADDR", any_port),
             ("AUTH_URL", format!("http://{auth_grpc}")),
@@ -134,6 +157,7 @@ impl Stack {
         }
     }
 
+    /// POSTs `body` as JSON to the gateway.
     pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.gateway_url))
@@ -143,6 +167,7 @@ impl Stack {
             .unwrap()
     }
 
+    /// Signs `email` up with [`PASSWORD`].
     pub async fn signup(&self, email: &str) -> reqwest::Response {
         self.post(
             "/api/v1/signup",
@@ -151,6 +176,7 @@ impl Stack {
         .await
     }
 
+    /// Logs `email` in with [`PASSWORD`].
     pub async fn login(&self, email: &str) -> reqwest::Response {
         self.post(
             "/api/v1/login",
@@ -159,6 +185,7 @@ impl Stack {
         .await
     }
 
+    /// `GET /api/v1/users/me` with `token`.
     pub async fn me(&self, token: &str) -> reqwest::Response {
         self.http
             .get(format!("{}/api/v1/users/me", self.gateway_url))
@@ -168,6 +195,7 @@ impl Stack {
             .unwrap()
     }
 
+    /// The body at a `/metrics` URL.
     pub async fn metrics(&self, url: &str) -> String {
         self.http
             .get(url)
