@@ -26,6 +26,18 @@ pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 /// `RUST_LOG`: env_logger-style level directives for the JSON logs, e.g. `info,user=debug`.
 pub const RUST_LOG: &str = "RUST_LOG";
 
+/// Numeric settings the SDK and exporter read themselves; the SDK ignores a bad value silently,
+/// so we check them here.
+const NUMERIC_VARIABLES: &[&str] = &[
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_MAX_CONCURRENT_EXPORTS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+];
+
 const SAMPLERS: &[&str] = &[
     "always_on",
     "always_off",
@@ -133,6 +145,17 @@ impl TelemetryConfig {
             },
         };
 
+        for &variable in NUMERIC_VARIABLES {
+            if let Some(value) = non_empty(variable)
+                && value.trim().parse::<u64>().is_err()
+            {
+                return Err(ConfigError {
+                    variable,
+                    reason: format!("expected a whole number, got {value:?}"),
+                });
+            }
+        }
+
         let propagators = match non_empty(OTEL_PROPAGATORS) {
             None => vec![Propagator::TraceContext, Propagator::Baggage],
             Some(list) => parse_propagators(&list)?,
@@ -197,6 +220,20 @@ where
             variable: name,
             reason: format!("{e} (got {value:?})"),
         }),
+    }
+}
+
+/// `scheme://user:password@host/...` with the user information masked, for logging a URL.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -293,6 +330,16 @@ mod tests {
     }
 
     #[test]
+    fn urls_are_logged_without_credentials() {
+        assert_eq!(
+            redact_userinfo("postgres://u:secret@db:5432/app"),
+            "postgres://***@db:5432/app"
+        );
+        assert_eq!(redact_userinfo("http://tempo:4317"), "http://tempo:4317");
+        assert_eq!(redact_userinfo("http://h/path@x"), "http://h/path@x");
+    }
+
+    #[test]
     fn none_propagator_disables_propagation() {
         assert!(
             config(&[(OTEL_PROPAGATORS, "none")])
@@ -311,6 +358,8 @@ mod tests {
             (OTEL_TRACES_SAMPLER_ARG, "half"),
             (OTEL_PROPAGATORS, "b3"),
             (OTEL_EXPORTER_OTLP_ENDPOINT, "tempo:4317"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).unwrap_err();

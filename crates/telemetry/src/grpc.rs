@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -133,13 +134,12 @@ where
             let _ = span.set_parent(parent);
             span
         };
-        self.metrics.started(&service, &method);
-        let started = Instant::now();
+        let completion = Completion::start(self.metrics.clone(), &service, &method);
         // Take the service that poll_ready prepared; leave a fresh clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = span.in_scope(|| inner.call(request));
-        let (logger, metrics) = (self.logger.clone(), self.metrics.clone());
+        let logger = self.logger.clone();
         Box::pin(
             async move {
                 let result = future.await;
@@ -147,8 +147,7 @@ where
                     Ok(response) => status_from_headers(response.headers()),
                     Err(_) => tonic::Code::Internal,
                 };
-                let elapsed = started.elapsed();
-                metrics.handled(&service, &method, code, elapsed.as_secs_f64());
+                let elapsed = completion.finish(code);
                 let current = tracing::Span::current();
                 current.record("rpc.grpc.status_code", code as i64);
                 if is_server_error(code) {
@@ -170,16 +169,72 @@ where
     }
 }
 
+/// Counts a call as handled exactly once: with its status when it completes, or as `Canceled`
+/// when its future is dropped first (the caller gave up or the connection closed), so
+/// `started_total - handled_total` really is the number of calls in flight.
+struct Completion {
+    metrics: GrpcMetrics,
+    service: String,
+    method: String,
+    started: Instant,
+    finished: bool,
+}
+
+impl Completion {
+    fn start(metrics: GrpcMetrics, service: &str, method: &str) -> Self {
+        metrics.started(service, method);
+        Self {
+            metrics,
+            service: service.to_owned(),
+            method: method.to_owned(),
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    /// Records `code`; returns how long the call took.
+    fn finish(mut self, code: tonic::Code) -> std::time::Duration {
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .handled(&self.service, &self.method, code, elapsed.as_secs_f64());
+        self.finished = true;
+        elapsed
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if !self.finished {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            self.metrics
+                .handled(&self.service, &self.method, tonic::Code::Cancelled, elapsed);
+        }
+    }
+}
+
 /// Tower layer to wrap a `tonic::transport::Channel` before handing it to a generated client.
 #[derive(Clone, Debug)]
 pub struct ClientLayer {
     metrics: GrpcMetrics,
+    /// `server.address`/`server.port`: above the channel, request URIs carry only the path.
+    server: Arc<(String, u16)>,
 }
 
 impl ClientLayer {
-    /// `metrics` should be registered with [`crate::metrics::Side::Client`].
-    pub fn new(metrics: GrpcMetrics) -> Self {
-        Self { metrics }
+    /// A layer for calls to `server_url`; `metrics` should be registered with
+    /// [`crate::metrics::Side::Client`].
+    pub fn new(metrics: GrpcMetrics, server_url: &http::Uri) -> Self {
+        let host = server_url.host().unwrap_or_default().to_owned();
+        let default_port = if server_url.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let port = server_url.port_u16().unwrap_or(default_port);
+        Self {
+            metrics,
+            server: Arc::new((host, port)),
+        }
     }
 }
 
@@ -190,6 +245,7 @@ impl<S> Layer<S> for ClientLayer {
         ClientService {
             inner,
             metrics: self.metrics.clone(),
+            server: self.server.clone(),
         }
     }
 }
@@ -199,6 +255,7 @@ impl<S> Layer<S> for ClientLayer {
 pub struct ClientService<S> {
     inner: S,
     metrics: GrpcMetrics,
+    server: Arc<(String, u16)>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ClientService<S>
@@ -218,7 +275,7 @@ where
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let (service, method) = split_path(request.uri().path());
         let (service, method) = (service.to_owned(), method.to_owned());
-        let server_address = request.uri().host().map(str::to_owned).unwrap_or_default();
+        let (server_address, server_port) = &*self.server;
         let span = if service == HEALTH_SERVICE {
             // Readiness probes: counted, not traced (they would each start a trace of their own).
             tracing::Span::none()
@@ -233,6 +290,7 @@ where
             rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
                 server.address = %server_address,
+                server.port = server_port,
             )
         };
         // Inject the client span's own context: the callee becomes its child, not its sibling.
@@ -240,12 +298,10 @@ where
         global::get_text_map_propagator(|p| {
             p.inject_context(&context, &mut HeaderInjector(request.headers_mut()))
         });
-        self.metrics.started(&service, &method);
-        let started = Instant::now();
+        let completion = Completion::start(self.metrics.clone(), &service, &method);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = span.in_scope(|| inner.call(request));
-        let metrics = self.metrics.clone();
         Box::pin(
             async move {
                 let result = future.await;
@@ -253,7 +309,7 @@ where
                     Ok(response) => status_from_headers(response.headers()),
                     Err(_) => tonic::Code::Unavailable,
                 };
-                metrics.handled(&service, &method, code, started.elapsed().as_secs_f64());
+                completion.finish(code);
                 let current = tracing::Span::current();
                 current.record("rpc.grpc.status_code", code as i64);
                 if code != tonic::Code::Ok {
@@ -275,11 +331,11 @@ pub fn channel(
     url: &str,
     metrics: GrpcMetrics,
 ) -> Result<ClientService<tonic::transport::Channel>, tonic::transport::Error> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
         .connect_timeout(std::time::Duration::from_secs(2))
-        .timeout(std::time::Duration::from_secs(10))
-        .connect_lazy();
-    Ok(ClientLayer::new(metrics).layer(channel))
+        .timeout(std::time::Duration::from_secs(10));
+    let layer = ClientLayer::new(metrics, endpoint.uri());
+    Ok(layer.layer(endpoint.connect_lazy()))
 }
 
 /// Serves `service` on `grpc_listener` with the [`ServerLayer`], gRPC health and `/metrics` on
@@ -363,6 +419,132 @@ pub enum ServeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::baggage::BaggageExt as _;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use std::sync::Mutex;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    /// A subscriber with ids but no exporter, and the W3C propagators installed.
+    fn tracing_for_test() -> tracing::subscriber::DefaultGuard {
+        crate::traces::install_propagator(&[
+            crate::config::Propagator::TraceContext,
+            crate::config::Propagator::Baggage,
+        ]);
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn metrics(side: crate::metrics::Side) -> (prometheus::Registry, GrpcMetrics) {
+        let registry = prometheus::Registry::new();
+        let metrics = GrpcMetrics::register(&registry, side).unwrap();
+        (registry, metrics)
+    }
+
+    fn request(headers: &[(&'static str, &str)]) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri("/user.v1.UserService/GetUser");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_client_injects_its_own_span_as_the_parent_with_baggage() {
+        let _tracing = tracing_for_test();
+        let seen = Arc::new(Mutex::new(http::HeaderMap::new()));
+        let captured = seen.clone();
+        let inner = tower::service_fn(move |request: http::Request<()>| {
+            *captured.lock().unwrap() = request.headers().clone();
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
+        });
+        let (_registry, metrics) = metrics(crate::metrics::Side::Client);
+        let mut client =
+            ClientLayer::new(metrics, &"http://user:50052".parse().unwrap()).layer(inner);
+
+        let parent = tracing::info_span!("caller");
+        let baggage = opentelemetry::Context::current()
+            .with_baggage([opentelemetry::KeyValue::new("tenant", "acme")]);
+        let _ = parent.set_parent(baggage);
+        let parent_ids = parent.in_scope(|| crate::current_trace_ids().unwrap());
+        // As in a handler: the call is made while the caller's span is current.
+        let call = parent.in_scope(|| client.call(request(&[])));
+        call.instrument(parent).await.unwrap();
+
+        let headers = seen.lock().unwrap().clone();
+        let traceparent = headers["traceparent"].to_str().unwrap().to_owned();
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(parts[1], parent_ids.trace_id_hex(), "same trace");
+        assert_ne!(
+            parts[2],
+            parent_ids.span_id_hex(),
+            "the client span, not the caller, is the parent"
+        );
+        assert_eq!(headers["baggage"].to_str().unwrap(), "tenant=acme");
+    }
+
+    #[tokio::test]
+    async fn the_server_continues_a_valid_traceparent_and_restarts_on_a_malformed_one() {
+        let _tracing = tracing_for_test();
+        let seen = Arc::new(Mutex::new(None));
+        let captured = seen.clone();
+        let inner = tower::service_fn(move |_request: http::Request<()>| {
+            *captured.lock().unwrap() = crate::current_trace_ids();
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
+        });
+        let (_registry, metrics) = metrics(crate::metrics::Side::Server);
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut server = ServerLayer::new(logger, metrics).layer(inner);
+
+        let caller = "4bf92f3577b34da6a3ce929d0e0e4736";
+        server
+            .call(request(&[(
+                "traceparent",
+                &format!("00-{caller}-00f067aa0ba902b7-01"),
+            )]))
+            .await
+            .unwrap();
+        let ids = seen
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the handler runs inside the server span");
+        assert_eq!(ids.trace_id_hex(), caller);
+        assert_ne!(ids.span_id_hex(), "00f067aa0ba902b7");
+
+        for malformed in [
+            "garbage",
+            &format!("00-{caller}-0000000000000000-01"),
+            &format!("ff-{caller}-00f067aa0ba902b7-01"),
+        ] {
+            server
+                .call(request(&[("traceparent", malformed)]))
+                .await
+                .unwrap();
+            let ids = seen
+                .lock()
+                .unwrap()
+                .take()
+                .expect("a span even without a parent");
+            assert_ne!(ids.trace_id_hex(), caller, "{malformed}: a new trace");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_before_completion_is_counted_as_canceled() {
+        let (registry, metrics) = metrics(crate::metrics::Side::Server);
+        let inner = tower::service_fn(|_request: http::Request<()>| {
+            std::future::pending::<Result<http::Response<()>, std::convert::Infallible>>()
+        });
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut server = ServerLayer::new(logger, metrics).layer(inner);
+        let call = server.call(request(&[]));
+        drop(call);
+        let text = crate::metrics::render(&registry);
+        assert!(text.contains(r#"grpc_server_handled_total{grpc_code="Canceled",grpc_method="GetUser",grpc_service="user.v1.UserService",grpc_type="unary"} 1"#), "{text}");
+    }
 
     #[test]
     fn paths_split_into_service_and_method() {

@@ -185,13 +185,29 @@ where
                 }
             }
             let status = response.status().as_u16();
-            if !UNTRACED_PATHS.contains(&path.as_str()) {
+            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            // A server fault's cause goes to the log (never to the client, whose body is generic).
+            let fault = response
+                .response()
+                .error()
+                .filter(|_| status >= 500)
+                .map(ToString::to_string);
+            if let Some(cause) = fault {
+                slog::error!(logger, "http request failed";
+                    "http.request.method" => method,
+                    "http.route" => route,
+                    "url.path" => path,
+                    "http.response.status_code" => status,
+                    "duration_ms" => duration_ms,
+                    "error" => cause,
+                );
+            } else if !UNTRACED_PATHS.contains(&path.as_str()) {
                 info_or_error!(logger, status >= 500, "http request handled";
                     "http.request.method" => method,
                     "http.route" => route,
                     "url.path" => path,
                     "http.response.status_code" => status,
-                    "duration_ms" => started.elapsed().as_secs_f64() * 1000.0,
+                    "duration_ms" => duration_ms,
                 );
             }
             Ok(response)

@@ -121,7 +121,7 @@ pub fn init_with(config: TelemetryConfig) -> Result<Guard, InitError> {
     slog::info!(logger, "telemetry initialised";
         "otel.exporting" => exporting,
         "otel.sdk_disabled" => config.sdk_disabled,
-        "otel.endpoint" => config.otlp_endpoint.as_deref().unwrap_or("none"),
+        "otel.endpoint" => config.otlp_endpoint.as_deref().map_or_else(|| "none".to_owned(), config::redact_userinfo),
     );
     Ok(Guard {
         logger,

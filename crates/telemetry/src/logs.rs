@@ -140,7 +140,8 @@ pub fn logger<W: Write + Send + 'static>(
         .set_flush(true)
         .add_default_keys()
         .build()
-        .fuse();
+        // A closed stdout must not kill the writer thread (and with it every later line).
+        .ignore_res();
     let (async_drain, guard) = slog_async::Async::new(json)
         .chan_size(LOG_QUEUE_LEN)
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
