@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::error::AuthError;
 use crate::password;
 use crate::tokens::Tokens;
-use crate::validation::{Email, Name, Password};
+use crate::validation::{Email, MAX_PASSWORD_BYTES, Name, Password};
 
 /// The user service client, with trace propagation and client metrics.
 pub type UsersClient = UserServiceClient<ClientService<Channel>>;
@@ -90,10 +90,18 @@ impl AuthApi {
     }
 
     async fn login(&self, request: LoginRequest) -> Result<LoginResponse, AuthError> {
+        // bcrypt ignores bytes past the 72nd: without this check, a 72-byte password followed by
+        // anything would log in. Sign-up refuses such passwords, so none can match.
+        let too_long = request.password.len() > MAX_PASSWORD_BYTES;
         let password = Password::offered(request.password);
         // A malformed email cannot belong to anyone: same answer as an unknown one.
-        let Ok(email) = Email::parse(&request.email) else {
-            return Err(AuthError::InvalidCredentials);
+        let email = match Email::parse(&request.email) {
+            Ok(email) if !too_long => email,
+            _ => {
+                // Spend the same bcrypt time as a real check, so timing reveals nothing either.
+                password::verify(password, self.dummy_hash.to_string()).await?;
+                return Err(AuthError::InvalidCredentials);
+            }
         };
         let credential = self
             .users

@@ -97,3 +97,25 @@ async fn grpc_metrics_count_server_and_client_calls() {
     assert!(body.contains(r#"grpc_client_handled_total{grpc_code="NotFound",grpc_method="GetCredential",grpc_service="user.v1.UserService",grpc_type="unary"} 1"#), "{body}");
     assert!(body.contains("process_resident_memory_bytes"), "{body}");
 }
+
+#[tokio::test]
+async fn bytes_past_bcrypts_72_byte_limit_are_not_ignored_at_login() {
+    let mut svc = spawn().await;
+    let exact = "p".repeat(72);
+    let mut request = signup_request("long@example.com");
+    request.password = exact.clone();
+    svc.client.signup(request).await.unwrap();
+
+    let login = |password: String| LoginRequest {
+        email: "long@example.com".into(),
+        password,
+    };
+    assert!(svc.client.login(login(exact.clone())).await.is_ok());
+    let status = svc
+        .client
+        .login(login(format!("{exact}-anything")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(reason(&status).as_deref(), Some("INVALID_CREDENTIALS"));
+}

@@ -83,11 +83,12 @@ struct SqlitePragmas;
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(conn) = conn {
-            // WAL lets readers proceed during a write; busy_timeout makes writers wait for the
-            // lock instead of failing with SQLITE_BUSY.
+            // busy_timeout first, so that even switching to WAL waits for a lock held by a
+            // sibling connection instead of failing with SQLITE_BUSY; WAL lets readers proceed
+            // during a write.
             diesel::connection::SimpleConnection::batch_execute(
                 conn,
-                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;",
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
@@ -113,13 +114,32 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// What `DATABASE_URL` names, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `DATABASE_URL` names, parsed. `Debug` masks the credentials of a PostgreSQL URL.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// A `postgres://` or `postgresql://` URL, passed to libpq as is.
     Postgres(String),
     /// A SQLite file path (`sqlite://path`, `sqlite:path`).
     Sqlite(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&telemetry::config::redact_userinfo(url))
+                .finish(),
+            DatabaseUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+        }
+    }
+}
+
+/// The database name in a PostgreSQL URL (`db.namespace`): the path, never the credentials.
+fn postgres_database_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = rest.split_once('/').map_or("", |(_, path)| path);
+    path.split('?').next().unwrap_or_default().to_owned()
 }
 
 impl DatabaseUrl {
@@ -149,14 +169,7 @@ impl Database {
     pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Self, UserError> {
         let (conn_url, backend, namespace) = match url {
             DatabaseUrl::Postgres(url) => {
-                let namespace = url
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("")
-                    .split('?')
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
+                let namespace = postgres_database_name(url);
                 (url.clone(), Backend::Postgres, namespace)
             }
             DatabaseUrl::Sqlite(path) => {
@@ -302,5 +315,16 @@ mod tests {
         );
         assert!(DatabaseUrl::parse("sqlite://").is_err());
         assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+
+    #[test]
+    fn credentials_stay_out_of_namespace_and_debug() {
+        assert_eq!(
+            postgres_database_name("postgres://u:pw@h:5432/app?sslmode=require"),
+            "app"
+        );
+        assert_eq!(postgres_database_name("postgres://u:pw@h"), "");
+        let url = DatabaseUrl::parse("postgres://u:pw@h/app").unwrap();
+        assert!(!format!("{url:?}").contains("pw"), "{url:?}");
     }
 }

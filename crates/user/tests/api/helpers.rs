@@ -20,9 +20,9 @@ pub async fn spawn(
     database_url: DatabaseUrl,
     backend: &'static str,
     database: Option<TestDatabase>,
+    dir: tempfile::TempDir,
 ) -> TestUser {
     testkit::init_tracing();
-    let dir = tempfile::tempdir().unwrap();
     let config = user::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
@@ -56,14 +56,23 @@ pub async fn spawn(
 }
 
 pub async fn spawn_sqlite() -> TestUser {
-    let path = std::env::temp_dir().join(format!("user-test-{}.db", uuid::Uuid::new_v4()));
-    spawn(DatabaseUrl::Sqlite(path), "sqlite", None).await
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    spawn(DatabaseUrl::Sqlite(path), "sqlite", None, dir).await
 }
 
 pub async fn spawn_postgres() -> Option<TestUser> {
     let database = TestDatabase::create()?;
     let url = DatabaseUrl::Postgres(database.url().to_owned());
-    Some(spawn(url, "postgres", Some(database)).await)
+    Some(
+        spawn(
+            url,
+            "postgres",
+            Some(database),
+            tempfile::tempdir().unwrap(),
+        )
+        .await,
+    )
 }
 
 /// The service on every backend this machine offers: SQLite always, PostgreSQL when reachable
