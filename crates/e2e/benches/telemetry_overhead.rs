@@ -43,13 +43,6 @@ fn setting(name: &str, default: usize) -> usize {
     }
 }
 
-fn dead_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    drop(listener);
-    format!("http://{addr}")
-}
-
 async fn token(stack: &Stack) -> String {
     assert_eq!(stack.signup("bench@example.com").await.status(), 201);
     let login: serde_json::Value = stack
@@ -127,6 +120,7 @@ async fn main() {
     let concurrency = setting("BENCH_CONCURRENCY", 16);
 
     let collector = OtlpCollector::start().await;
+    let dead = testkit::DeadEndpoint::reserve();
     let stacks = [
         (
             "telemetry off",
@@ -138,7 +132,7 @@ async fn main() {
         ),
         (
             "on, collector down",
-            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", dead_endpoint())],
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", dead.url())],
         ),
     ];
     let mut scenarios = Vec::new();

@@ -36,6 +36,35 @@ pub async fn eventually<T>(
     }
 }
 
+/// A loopback address where nothing listens, reserved for as long as this value lives.
+///
+/// The socket is bound but never listens, so connections are refused at once, and no other test
+/// can take the port meanwhile (binding a listener and closing it would leave that race open).
+pub struct DeadEndpoint {
+    _socket: tokio::net::TcpSocket,
+    url: String,
+}
+
+impl DeadEndpoint {
+    /// Reserves a port.
+    pub fn reserve() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        let addr = socket.local_addr().expect("local address");
+        Self {
+            _socket: socket,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
 /// Installs tracing once per test process, with ids but no exporter, so in-process services
 /// produce trace ids in headers, error bodies and logs as they do in production.
 pub fn init_tracing() {

@@ -47,6 +47,7 @@ impl CollectedSpan {
 pub struct OtlpCollector {
     addr: SocketAddr,
     spans: Arc<Mutex<Vec<CollectedSpan>>>,
+    raw: Arc<Mutex<Vec<String>>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -58,8 +59,10 @@ impl OtlpCollector {
             .expect("bind collector");
         let addr = listener.local_addr().expect("collector address");
         let spans = Arc::new(Mutex::new(Vec::new()));
+        let raw = Arc::new(Mutex::new(Vec::new()));
         let service = Receiver {
             spans: spans.clone(),
+            raw: raw.clone(),
         };
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
@@ -70,6 +73,7 @@ impl OtlpCollector {
         Self {
             addr,
             spans,
+            raw,
             _server: server,
         }
     }
@@ -84,6 +88,12 @@ impl OtlpCollector {
         self.spans.lock().expect("collector lock").clone()
     }
 
+    /// Every export request received, in full (`Debug`): events, status messages, links and all,
+    /// for searching what [`CollectedSpan`] does not keep.
+    pub fn raw_requests(&self) -> String {
+        self.raw.lock().expect("collector lock").join("\n")
+    }
+
     /// The spans of one trace.
     pub fn trace(&self, trace_id: &str) -> Vec<CollectedSpan> {
         self.spans()
@@ -95,6 +105,7 @@ impl OtlpCollector {
 
 struct Receiver {
     spans: Arc<Mutex<Vec<CollectedSpan>>>,
+    raw: Arc<Mutex<Vec<String>>>,
 }
 
 #[tonic::async_trait]
@@ -103,8 +114,13 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let request = request.into_inner();
+        self.raw
+            .lock()
+            .expect("collector lock")
+            .push(format!("{request:?}"));
         let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let resource = resource_spans
                 .resource
                 .map(|r| attributes(&r.attributes))

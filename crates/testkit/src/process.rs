@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
+/// How long a process may take to exit once asked (or once it should have).
+pub const EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The directory holding the workspace's built binaries (`target/debug`), found from the test
 /// executable's own path (`target/debug/deps/<test>`).
 pub fn bin_dir() -> PathBuf {
@@ -86,11 +89,11 @@ impl Service {
     /// Sends SIGTERM (what orchestrators send) and waits for the exit code.
     #[cfg(unix)]
     pub async fn terminate(&mut self) -> Option<i32> {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
+        if let Some(pid) = self.child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         self.wait().await
     }

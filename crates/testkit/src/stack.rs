@@ -48,15 +48,22 @@ async fn logged(service: &Service, msg: &str, key: &str) -> String {
     .await
 }
 
-/// Settings every process of a stack gets, plus the caller's `extra` ones (which win).
-fn common_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
-    let mut env = vec![
+/// A process's environment: its own `settings`, then the stack-wide defaults, then the
+/// caller's `extra` ones, later entries winning.
+fn env_for(
+    settings: Vec<(&'static str, String)>,
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut env = settings;
+    env.extend([
         (
             "OTEL_RESOURCE_ATTRIBUTES",
             "deployment.environment=e2e".to_owned(),
         ),
         ("RUST_LOG", "info".to_owned()),
-    ];
+        // The minimum cost keeps the suites fast; production uses bcrypt's default (12).
+        ("BCRYPT_COST", "4".to_owned()),
+    ]);
     env.extend(extra.iter().cloned());
     env
 }
@@ -88,35 +95,40 @@ impl Stack {
         };
         let any_port = "127.0.0.1:0".to_owned();
 
-        let mut env = common_env(extra);
-        env.extend([
-            ("GRPC_ADDR", any_port.clone()),
-            ("METRICS_ADDR", any_port.clone()),
-            ("DATABASE_URL", database_url),
-        ]);
+        let env = env_for(
+            vec![
+                ("GRPC_ADDR", any_port.clone()),
+                ("METRICS_ADDR", any_port.clone()),
+                ("DATABASE_URL", database_url),
+            ],
+            extra,
+        );
         let user = Service::spawn("user", &env);
         let user_grpc = logged(&user, "grpc server listening", "grpc.addr").await;
         let user_metrics = logged(&user, "grpc server listening", "metrics.addr").await;
 
-        let mut env = common_env(extra);
-        env.extend([
-            ("GRPC_ADDR", any_port.clone()),
-            ("METRICS_ADDR", any_port.clone()),
-            ("USER_URL", format!("http://{user_grpc}")),
-            ("JWT_SECRET", JWT_SECRET.to_owned()),
-            ("BCRYPT_COST", "4".to_owned()),
-        ]);
+        let env = env_for(
+            vec![
+                ("GRPC_ADDR", any_port.clone()),
+                ("METRICS_ADDR", any_port.clone()),
+                ("USER_URL", format!("http://{user_grpc}")),
+                ("JWT_SECRET", JWT_SECRET.to_owned()),
+            ],
+            extra,
+        );
         let auth = Service::spawn("auth", &env);
         let auth_grpc = logged(&auth, "grpc server listening", "grpc.addr").await;
         let auth_metrics = logged(&auth, "grpc server listening", "metrics.addr").await;
 
-        let mut env = common_env(extra);
-        env.extend([
-            ("HTTP_ADDR", any_port),
-            ("AUTH_URL", format!("http://{auth_grpc}")),
-            ("USER_URL", format!("http://{user_grpc}")),
-            ("HTTP_WORKERS", "2".to_owned()),
-        ]);
+        let env = env_for(
+            vec![
+                ("HTTP_ADDR", any_port),
+                ("AUTH_URL", format!("http://{auth_grpc}")),
+                ("USER_URL", format!("http://{user_grpc}")),
+                ("HTTP_WORKERS", "2".to_owned()),
+            ],
+            extra,
+        );
         let gateway = Service::spawn("gateway", &env);
         let gateway_url = logged(&gateway, "gateway listening", "url").await;
 

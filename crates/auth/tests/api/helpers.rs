@@ -97,11 +97,3 @@ pub fn signup_request(email: &str) -> SignupRequest {
         name: "Ada".to_owned(),
     }
 }
-
-/// An address no one listens on: bind a port, then free it.
-pub fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
-}

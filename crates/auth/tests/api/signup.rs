@@ -2,7 +2,7 @@ use proto::auth::v1::{LoginRequest, SignupRequest};
 use proto::errors::reason;
 use tonic::Code;
 
-use crate::helpers::{PASSWORD, dead_url, signup_request, spawn, spawn_auth};
+use crate::helpers::{PASSWORD, signup_request, spawn, spawn_auth};
 
 #[tokio::test]
 async fn signup_normalises_the_email_and_returns_the_profile() {
@@ -95,7 +95,8 @@ async fn a_second_sign_up_with_the_same_email_is_already_exists() {
 
 #[tokio::test]
 async fn a_dead_user_service_is_unavailable_not_internal() {
-    let (mut client, _, _stop) = spawn_auth(dead_url()).await;
+    let dead = testkit::DeadEndpoint::reserve();
+    let (mut client, _, _stop) = spawn_auth(dead.url()).await;
     let status = client
         .signup(signup_request("ada@example.com"))
         .await

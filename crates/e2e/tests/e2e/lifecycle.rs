@@ -1,18 +1,14 @@
+use std::time::Duration;
+
+use testkit::otlp::OtlpCollector;
 use testkit::process::Service;
 
 use testkit::stack::{Stack, trace_id};
 
-/// An address no one listens on.
-fn dead_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn a_dead_collector_never_fails_a_request_and_sigterm_drains_cleanly() {
-    let mut stack = Stack::start(&dead_endpoint()).await;
+    let dead = testkit::DeadEndpoint::reserve();
+    let mut stack = Stack::start(&dead.url()).await;
 
     let signup = stack.signup("dead-collector@example.com").await;
     assert_eq!(signup.status(), 201);
@@ -79,4 +75,73 @@ async fn a_bad_setting_prints_one_line_naming_it_and_exits_64() {
         assert_eq!(stderr.len(), 1, "{binary}: one line, got {stderr:?}");
         assert!(stderr[0].contains(variable), "{binary}: {stderr:?}");
     }
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_and_flushes_its_spans() {
+    let collector = OtlpCollector::start().await;
+    let mut stack = Stack::start_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+        // Nothing is exported on a schedule within the test: spans arrive only by the final flush.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000".to_owned()),
+        // A slow login (bcrypt at cost 13) keeps the request in flight while SIGTERM arrives.
+        ("BCRYPT_COST", "13".to_owned()),
+    ])
+    .await;
+    assert_eq!(stack.signup("drain@example.com").await.status(), 201);
+
+    let http = stack.http.clone();
+    let url = format!("{}/api/v1/login", stack.gateway_url);
+    let login = tokio::spawn(async move {
+        http.post(url)
+            .json(&serde_json::json!({"email": "drain@example.com", "password": testkit::stack::PASSWORD}))
+            .send()
+            .await
+    });
+    // In flight for sure: auth has started the Login call (and bcrypt takes a while).
+    let started = r#"grpc_server_started_total{grpc_method="Login",grpc_service="auth.v1.AuthService",grpc_type="unary"} 1"#;
+    let auth_metrics = stack.auth_metrics.clone();
+    let client = stack.http.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = client
+            .get(&auth_metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains(started) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the login never reached auth"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let code = stack.gateway.terminate().await;
+    let response = login
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered, not cut off");
+    assert_eq!(response.status(), 200);
+    let trace_id = trace_id(&response);
+    assert_eq!(
+        code,
+        Some(0),
+        "gateway exit code; stderr: {:?}",
+        stack.gateway.stderr()
+    );
+
+    // The gateway's spans of that request were flushed on the way out.
+    let spans = collector.trace(&trace_id);
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.service == "gateway" && s.name == "POST /api/v1/login"),
+        "the gateway flushed its spans at shutdown: {spans:#?}"
+    );
 }

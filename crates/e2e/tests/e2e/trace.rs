@@ -71,18 +71,22 @@ async fn wait_for_trace(
 
 /// Each service logged at least one line with this trace's id, and every such line's span id
 /// names a span of that service in the trace.
-fn assert_logs_correlate(stack: &Stack, trace_id: &str, spans: &[CollectedSpan]) {
+async fn assert_logs_correlate(stack: &Stack, trace_id: &str, spans: &[CollectedSpan]) {
     for service in [&stack.gateway, &stack.auth, &stack.user] {
-        let lines: Vec<Value> = service
-            .json_logs()
-            .into_iter()
-            .filter(|l| l["trace_id"] == trace_id)
-            .collect();
-        assert!(
-            !lines.is_empty(),
-            "{} logged nothing for trace {trace_id}",
-            service.name
-        );
+        // Lines pass through an async drain and a pipe: wait for them rather than race them.
+        let lines = testkit::eventually(
+            &format!("{} log lines of {trace_id}", service.name),
+            Duration::from_secs(10),
+            || {
+                let lines: Vec<Value> = service
+                    .json_logs()
+                    .into_iter()
+                    .filter(|l| l["trace_id"] == trace_id)
+                    .collect();
+                (!lines.is_empty()).then_some(lines)
+            },
+        )
+        .await;
         for line in &lines {
             for key in ["ts", "level", "msg"] {
                 assert!(
@@ -181,7 +185,7 @@ async fn one_request_is_one_trace_across_three_processes_with_matching_logs_and_
             Some("e2e")
         );
     }
-    assert_logs_correlate(&stack, &signup_trace, &spans);
+    assert_logs_correlate(&stack, &signup_trace, &spans).await;
 
     // Login: the same shape, with the credential lookup and bcrypt.verify.
     let spans = wait_for_trace(&collector, &login_trace, 7).await;
@@ -204,7 +208,7 @@ async fn one_request_is_one_trace_across_three_processes_with_matching_logs_and_
         "user.v1.UserService/GetCredential",
     );
     child(&spans, user_server, "user", CLIENT, "SELECT users");
-    assert_logs_correlate(&stack, &login_trace, &spans);
+    assert_logs_correlate(&stack, &login_trace, &spans).await;
 
     // Me: the gateway calls auth (token) and then user (profile), both under its one root.
     let spans = wait_for_trace(&collector, &me_trace, 6).await;
@@ -232,7 +236,7 @@ async fn one_request_is_one_trace_across_three_processes_with_matching_logs_and_
     );
     let user_server = child(&spans, get, "user", SERVER, "user.v1.UserService/GetUser");
     child(&spans, user_server, "user", CLIENT, "SELECT users");
-    assert_logs_correlate(&stack, &me_trace, &spans);
+    assert_logs_correlate(&stack, &me_trace, &spans).await;
 
     // Exactly one trace per request, and nothing else traced (probes and start-up are not).
     tokio::time::sleep(Duration::from_millis(500)).await; // let any straggler batch arrive
@@ -284,7 +288,7 @@ async fn one_request_is_one_trace_across_three_processes_with_matching_logs_and_
 
     // Secrets: no password, hash, token or signing key in any log line or span.
     let output = stack.all_output().join("\n");
-    let spans = format!("{:?}", collector.spans());
+    let spans = collector.raw_requests();
     for (what, secret) in [
         ("password", PASSWORD),
         ("token", token.as_str()),

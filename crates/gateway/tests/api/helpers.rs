@@ -22,14 +22,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     _stop: Vec<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
-}
-
-/// An address no one listens on.
-pub fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    _dead: Option<testkit::DeadEndpoint>,
 }
 
 async fn start_user(
@@ -121,8 +114,11 @@ impl TestApp {
         testkit::init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let mut stop = Vec::new();
-        let addr = start_gateway(dead_url(), dead_url(), &mut stop);
-        Self::new(addr, stop, dir)
+        let dead = testkit::DeadEndpoint::reserve();
+        let addr = start_gateway(dead.url(), dead.url(), &mut stop);
+        let mut app = Self::new(addr, stop, dir);
+        app._dead = Some(dead);
+        app
     }
 
     fn new(
@@ -135,6 +131,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             _stop: stop,
             _dir: dir,
+            _dead: None,
         }
     }
 

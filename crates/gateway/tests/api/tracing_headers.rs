@@ -49,11 +49,18 @@ async fn an_incoming_traceparent_is_continued() {
 #[tokio::test]
 async fn a_malformed_traceparent_starts_a_new_trace() {
     let app = TestApp::spawn().await;
-    for bad in [
-        "garbage",
-        "00-xyz-00f067aa0ba902b7-01",
-        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-    ] {
+    let caller = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let malformed = [
+        "garbage".to_owned(),
+        "00-xyz-00f067aa0ba902b7-01".to_owned(),
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01".to_owned(),
+        // A usable trace id in an otherwise invalid header must not be picked up either.
+        format!("00-{caller}-0000000000000000-01"),
+        format!("ff-{caller}-00f067aa0ba902b7-01"),
+        format!("00-{caller}-00f067aa0ba902b7"),
+        format!("00-{caller}-00f067aa0ba902b7-zz"),
+    ];
+    for bad in &malformed {
         let response = app
             .http
             .get(app.url("/"))
@@ -65,6 +72,10 @@ async fn a_malformed_traceparent_starts_a_new_trace() {
         let trace_id = header(&response, "x-trace-id");
         assert_eq!(trace_id.len(), 32);
         assert_ne!(trace_id, "00000000000000000000000000000000", "{bad}");
+        assert_ne!(
+            trace_id, caller,
+            "{bad}: a new trace, not the malformed header's"
+        );
     }
 }
 
