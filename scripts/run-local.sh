@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${BIN:-target/debug}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug}
 HTTP_PORT=${HTTP_PORT:-8080}
 export DATA_DIR=${DATA_DIR:-data}
 # A fresh signing key per run unless you bring your own: tokens from an earlier run stop working.
@@ -24,7 +24,7 @@ stop() {
   wait
   echo "stopped."
 }
-trap stop INT TERM
+trap 'stop; exit 0' INT TERM
 
 GRPC_ADDR=127.0.0.1:50052 METRICS_ADDR=127.0.0.1:9102 "$BIN/user" & pids+=($!)
 GRPC_ADDR=127.0.0.1:50051 METRICS_ADDR=127.0.0.1:9101 USER_URL=http://127.0.0.1:50052 "$BIN/auth" & pids+=($!)
@@ -55,6 +55,15 @@ cat >&2 <<BANNER
 
 BANNER
 
-# If one service dies, stop the others rather than leave a half-running system.
-wait -n "${pids[@]}" || true
-stop
+# If one service dies, stop the others rather than leave a half-running system. (A poll, not
+# `wait -n`: macOS still ships bash 3.2.)
+while :; do
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "a service exited; stopping the others" >&2
+      stop
+      exit 1
+    fi
+  done
+  sleep 1
+done

@@ -48,6 +48,19 @@ pub fn status_from_headers(headers: &http::HeaderMap) -> tonic::Code {
     }
 }
 
+/// The status a tonic client reports for a transport failure: `Cancelled` when the channel's
+/// timeout expired (tonic's own mapping), `Unavailable` otherwise (connection refused, reset).
+fn transport_error_code(error: &(dyn std::error::Error + 'static)) -> tonic::Code {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.is::<tonic::TimeoutExpired>() {
+            return tonic::Code::Cancelled;
+        }
+        source = error.source();
+    }
+    tonic::Code::Unavailable
+}
+
 /// Server-side failures mark the span as an error; client mistakes (4xx-like codes) do not,
 /// following the OpenTelemetry gRPC semantic conventions for servers.
 fn is_server_error(code: tonic::Code) -> bool {
@@ -68,12 +81,30 @@ fn is_server_error(code: tonic::Code) -> bool {
 pub struct ServerLayer {
     logger: slog::Logger,
     metrics: GrpcMetrics,
+    /// Services this server hosts; calls to any other are labelled `unknown`, so a client
+    /// probing random paths cannot mint new metric series. `None` trusts every path.
+    known: Option<Arc<[String]>>,
 }
 
 impl ServerLayer {
     /// `metrics` should be registered with [`crate::metrics::Side::Server`].
     pub fn new(logger: slog::Logger, metrics: GrpcMetrics) -> Self {
-        Self { logger, metrics }
+        Self {
+            logger,
+            metrics,
+            known: None,
+        }
+    }
+
+    /// Labels calls to services other than `services` (and gRPC health) as `unknown`.
+    pub fn with_known_services(mut self, services: &[&str]) -> Self {
+        let known: Vec<String> = services
+            .iter()
+            .chain([&HEALTH_SERVICE])
+            .map(|s| (*s).to_owned())
+            .collect();
+        self.known = Some(known.into());
+        self
     }
 }
 
@@ -85,6 +116,7 @@ impl<S> Layer<S> for ServerLayer {
             inner,
             logger: self.logger.clone(),
             metrics: self.metrics.clone(),
+            known: self.known.clone(),
         }
     }
 }
@@ -95,6 +127,7 @@ pub struct ServerService<S> {
     inner: S,
     logger: slog::Logger,
     metrics: GrpcMetrics,
+    known: Option<Arc<[String]>>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ServerService<S>
@@ -114,7 +147,15 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let (service, method) = split_path(request.uri().path());
-        let (service, method) = (service.to_owned(), method.to_owned());
+        let hosted = self
+            .known
+            .as_ref()
+            .is_none_or(|known| known.iter().any(|k| k == service));
+        let (service, method) = if hosted {
+            (service.to_owned(), method.to_owned())
+        } else {
+            ("unknown".to_owned(), "unknown".to_owned())
+        };
         let span = if service == HEALTH_SERVICE {
             tracing::Span::none()
         } else {
@@ -262,6 +303,7 @@ impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ClientService<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: std::error::Error + 'static,
     ReqBody: Send + 'static,
 {
     type Response = S::Response;
@@ -307,7 +349,7 @@ where
                 let result = future.await;
                 let code = match &result {
                     Ok(response) => status_from_headers(response.headers()),
-                    Err(_) => tonic::Code::Unavailable,
+                    Err(error) => transport_error_code(error),
                 };
                 completion.finish(code);
                 let current = tracing::Span::current();
@@ -389,7 +431,7 @@ where
         }
     };
     let result = tonic::transport::Server::builder()
-        .layer(ServerLayer::new(logger, metrics))
+        .layer(ServerLayer::new(logger, metrics).with_known_services(&[S::NAME]))
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(
@@ -530,6 +572,33 @@ mod tests {
                 .expect("a span even without a parent");
             assert_ne!(ids.trace_id_hex(), caller, "{malformed}: a new trace");
         }
+    }
+
+    #[tokio::test]
+    async fn calls_to_services_not_hosted_here_are_labelled_unknown() {
+        let (registry, metrics) = metrics(crate::metrics::Side::Server);
+        let inner = tower::service_fn(|_request: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut server = ServerLayer::new(logger, metrics)
+            .with_known_services(&["auth.v1.AuthService"])
+            .layer(inner);
+        server.call(request(&[])).await.unwrap();
+        let text = crate::metrics::render(&registry);
+        assert!(text.contains(r#"grpc_service="unknown""#), "{text}");
+        assert!(!text.contains("user.v1.UserService"), "{text}");
+    }
+
+    #[test]
+    fn transport_timeouts_are_cancelled_and_other_failures_unavailable() {
+        let timeout: Box<dyn std::error::Error> = Box::new(tonic::TimeoutExpired(()));
+        assert_eq!(
+            transport_error_code(timeout.as_ref()),
+            tonic::Code::Cancelled
+        );
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(transport_error_code(&refused), tonic::Code::Unavailable);
     }
 
     #[tokio::test]
