@@ -40,6 +40,10 @@ pub fn install(config: &TelemetryConfig) -> Result<Option<SdkTracerProvider>, In
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                // busy_ns/idle_ns cost two clock reads per poll of every instrumented future,
+                // and thread ids say little on a work-stealing runtime: both off.
+                .with_tracked_inactivity(false)
+                .with_threads(false)
                 .with_filter(span_filter()),
         )
         .try_init()
