@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use proto::auth::v1::auth_service_server::AuthServiceServer;
 use proto::user::v1::user_service_client::UserServiceClient;
+use telemetry::grpc::Listeners;
 use telemetry::metrics::{GrpcMetrics, Side};
-use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::service::AuthApi;
@@ -14,8 +14,7 @@ use crate::tokens::Tokens;
 
 /// An auth service with its listeners bound, ready to [`run`](Self::run).
 pub struct Application {
-    grpc_listener: TcpListener,
-    metrics_listener: TcpListener,
+    listeners: Listeners,
     api: AuthApi,
     logger: slog::Logger,
     registry: prometheus::Registry,
@@ -28,16 +27,14 @@ impl Application {
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
-        let metrics_listener = TcpListener::bind(config.metrics_addr).await?;
+        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
         let client_metrics = GrpcMetrics::register(&registry, Side::Client)?;
         let users =
             UserServiceClient::new(telemetry::grpc::channel(&config.user_url, client_metrics)?);
         let tokens = Tokens::new(&config.jwt_secret, config.jwt_ttl_seconds);
         let api = AuthApi::new(users, tokens, config.bcrypt_cost, logger.clone()).await?;
         Ok(Self {
-            grpc_listener,
-            metrics_listener,
+            listeners,
             api,
             logger,
             registry,
@@ -46,16 +43,12 @@ impl Application {
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.grpc_addr()
     }
 
     /// The bound `/metrics` address.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.metrics_addr()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish.
@@ -63,15 +56,10 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        telemetry::grpc::serve(
-            AuthServiceServer::new(self.api),
-            self.grpc_listener,
-            self.metrics_listener,
-            self.registry,
-            self.logger,
-            shutdown,
-        )
-        .await?;
+        let service = AuthServiceServer::new(self.api);
+        self.listeners
+            .serve(service, self.registry, self.logger, shutdown)
+            .await?;
         Ok(())
     }
 }

@@ -380,71 +380,105 @@ pub fn channel(
     Ok(layer.layer(endpoint.connect_lazy()))
 }
 
-/// Serves `service` on `grpc_listener` with the [`ServerLayer`], gRPC health and `/metrics` on
-/// `metrics_listener`, until `shutdown` completes.
-///
-/// On shutdown the health status flips to NOT_SERVING, the server stops accepting and waits for
-/// in-flight calls to finish (what Kubernetes expects after SIGTERM), then the metrics listener
-/// stops too.
-pub async fn serve<S>(
-    service: S,
-    grpc_listener: tokio::net::TcpListener,
-    metrics_listener: tokio::net::TcpListener,
-    registry: prometheus::Registry,
-    logger: slog::Logger,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError>
-where
-    S: Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
-        + tonic::server::NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Response: axum::response::IntoResponse,
-    S::Future: Send + 'static,
-{
-    let metrics = GrpcMetrics::register(&registry, crate::metrics::Side::Server)?;
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<S>().await;
-
-    let stop_metrics = tokio_util::sync::CancellationToken::new();
-    let metrics_addr = metrics_listener.local_addr()?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    let metrics_server = tokio::spawn(crate::metrics::serve(
-        metrics_listener,
-        registry,
-        stop_metrics.clone().cancelled_owned(),
-    ));
-    slog::info!(logger, "grpc server listening";
-        "rpc.service" => S::NAME,
-        "grpc.addr" => %grpc_addr,
-        "metrics.addr" => %metrics_addr,
-    );
-
-    let drain = {
-        let logger = logger.clone();
-        async move {
-            shutdown.await;
-            slog::info!(logger, "shutting down: draining in-flight calls");
-            health_reporter.set_not_serving::<S>().await;
-        }
-    };
-    let result = tonic::transport::Server::builder()
-        .layer(ServerLayer::new(logger, metrics).with_known_services(&[S::NAME]))
-        .add_service(health_service)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-            drain,
-        )
-        .await;
-    stop_metrics.cancel();
-    let _ = metrics_server.await;
-    result.map_err(ServeError::Transport)
+/// The two listeners of a gRPC service, its gRPC port and its `/metrics` port, bound before
+/// serving so that port 0 works and the addresses are known up front (tests rely on both).
+#[derive(Debug)]
+pub struct Listeners {
+    grpc: tokio::net::TcpListener,
+    metrics: tokio::net::TcpListener,
+    grpc_addr: std::net::SocketAddr,
+    metrics_addr: std::net::SocketAddr,
 }
 
-/// Why [`serve`] stopped with an error.
+impl Listeners {
+    /// Binds both addresses.
+    pub async fn bind(
+        grpc: std::net::SocketAddr,
+        metrics: std::net::SocketAddr,
+    ) -> std::io::Result<Self> {
+        let grpc = tokio::net::TcpListener::bind(grpc).await?;
+        let metrics = tokio::net::TcpListener::bind(metrics).await?;
+        Ok(Self {
+            grpc_addr: grpc.local_addr()?,
+            metrics_addr: metrics.local_addr()?,
+            grpc,
+            metrics,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> std::net::SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bound `/metrics` address.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.metrics_addr
+    }
+
+    /// Serves `service` with the [`ServerLayer`], gRPC health and `/metrics` from `registry`
+    /// until `shutdown` completes.
+    ///
+    /// On shutdown the health status flips to NOT_SERVING, the server stops accepting and waits
+    /// for in-flight calls to finish (what Kubernetes expects after SIGTERM), then the metrics
+    /// listener stops too.
+    pub async fn serve<S>(
+        self,
+        service: S,
+        registry: prometheus::Registry,
+        logger: slog::Logger,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError>
+    where
+        S: Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+            + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        let metrics = GrpcMetrics::register(&registry, crate::metrics::Side::Server)?;
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<S>().await;
+
+        let stop_metrics = tokio_util::sync::CancellationToken::new();
+        let metrics_server = tokio::spawn(crate::metrics::serve(
+            self.metrics,
+            registry,
+            stop_metrics.clone().cancelled_owned(),
+        ));
+        slog::info!(logger, "grpc server listening";
+            "rpc.service" => S::NAME,
+            "grpc.addr" => %self.grpc_addr,
+            "metrics.addr" => %self.metrics_addr,
+        );
+
+        let drain = {
+            let logger = logger.clone();
+            async move {
+                shutdown.await;
+                slog::info!(logger, "shutting down: draining in-flight calls");
+                health_reporter.set_not_serving::<S>().await;
+            }
+        };
+        let result = tonic::transport::Server::builder()
+            .layer(ServerLayer::new(logger, metrics).with_known_services(&[S::NAME]))
+            .add_service(health_service)
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(self.grpc),
+                drain,
+            )
+            .await;
+        stop_metrics.cancel();
+        let _ = metrics_server.await;
+        result.map_err(ServeError::Transport)
+    }
+}
+
+/// Why [`Listeners::serve`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The gRPC server failed.

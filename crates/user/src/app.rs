@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use proto::user::v1::user_service_server::UserServiceServer;
-use tokio::net::TcpListener;
+use telemetry::grpc::Listeners;
 
 use crate::config::Config;
 use crate::db::Database;
@@ -12,8 +12,7 @@ use crate::service::UserApi;
 
 /// A user service with its listeners bound and its database migrated, ready to [`run`](Self::run).
 pub struct Application {
-    grpc_listener: TcpListener,
-    metrics_listener: TcpListener,
+    listeners: Listeners,
     api: UserApi,
     logger: slog::Logger,
     registry: prometheus::Registry,
@@ -26,15 +25,13 @@ impl Application {
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
-        let metrics_listener = TcpListener::bind(config.metrics_addr).await?;
+        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
         let (url, pool_size) = (config.database_url.clone(), config.pool_size);
         // Connecting and migrating block; keep them off the async workers.
         let db = tokio::task::spawn_blocking(move || Database::connect(&url, pool_size)).await??;
         slog::info!(logger, "database ready"; "db.system" => db.backend().system());
         Ok(Self {
-            grpc_listener,
-            metrics_listener,
+            listeners,
             api: UserApi::new(db, logger.clone()),
             logger,
             registry,
@@ -43,16 +40,12 @@ impl Application {
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.grpc_addr()
     }
 
     /// The bound `/metrics` address.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.metrics_addr()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish.
@@ -60,15 +53,10 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        telemetry::grpc::serve(
-            UserServiceServer::new(self.api),
-            self.grpc_listener,
-            self.metrics_listener,
-            self.registry,
-            self.logger,
-            shutdown,
-        )
-        .await?;
+        let service = UserServiceServer::new(self.api);
+        self.listeners
+            .serve(service, self.registry, self.logger, shutdown)
+            .await?;
         Ok(())
     }
 }
