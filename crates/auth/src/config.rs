@@ -71,10 +71,11 @@ impl Config {
             });
         }
         let user_url: String = parse_var(&lookup, USER_URL, "http://127.0.0.1:50052".to_owned())?;
-        if tonic::transport::Endpoint::from_shared(user_url.clone()).is_err() {
+        let scheme_ok = user_url.starts_with("http://") || user_url.starts_with("https://");
+        if !scheme_ok || tonic::transport::Endpoint::from_shared(user_url.clone()).is_err() {
             return Err(ConfigError {
                 variable: USER_URL,
-                reason: format!("not a valid URL: {user_url:?}"),
+                reason: format!("expected an http:// URL, got {user_url:?}"),
             });
         }
         Ok(Self {
@@ -137,6 +138,7 @@ mod tests {
             (BCRYPT_COST, "3"),
             (JWT_TTL_SECONDS, "1"),
             (USER_URL, "not a url"),
+            (USER_URL, "127.0.0.1:50052"),
             (GRPC_ADDR, ":"),
         ] {
             let error =

@@ -161,17 +161,30 @@ impl TelemetryConfig {
             Some(list) => parse_propagators(&list)?,
         };
 
-        let otlp_endpoint = non_empty(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
-            .or_else(|| non_empty(OTEL_EXPORTER_OTLP_ENDPOINT))
-            .map(|endpoint| endpoint.trim().to_owned());
-        if let Some(endpoint) = &otlp_endpoint
+        let otlp_endpoint = [
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+            OTEL_EXPORTER_OTLP_ENDPOINT,
+        ]
+        .into_iter()
+        .find_map(|variable| non_empty(variable).map(|value| (variable, value.trim().to_owned())));
+        if let Some((variable, endpoint)) = &otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
             return Err(ConfigError {
-                variable: OTEL_EXPORTER_OTLP_ENDPOINT,
-                reason: format!("expected an http:// or https:// URL, got {endpoint:?}"),
+                variable,
+                reason: format!(
+                    "expected an http:// or https:// URL, got {:?}",
+                    redact_userinfo(endpoint)
+                ),
             });
         }
+        let otlp_endpoint = otlp_endpoint.map(|(_, endpoint)| endpoint);
+
+        let log_filter = non_empty(RUST_LOG).unwrap_or_else(|| "info".to_owned());
+        validate_log_filter(&log_filter).map_err(|reason| ConfigError {
+            variable: RUST_LOG,
+            reason,
+        })?;
 
         let deployment_environment = non_empty(OTEL_RESOURCE_ATTRIBUTES)
             .and_then(|attrs| {
@@ -194,7 +207,7 @@ impl TelemetryConfig {
             otlp_endpoint,
             sdk_disabled,
             propagators,
-            log_filter: non_empty(RUST_LOG).unwrap_or_else(|| "info".to_owned()),
+            log_filter,
             sampler,
             sampler_ratio,
         })
@@ -221,6 +234,37 @@ where
             reason: format!("{e} (got {value:?})"),
         }),
     }
+}
+
+/// Checks `RUST_LOG` with the grammar slog-envlogger applies (`level`, `target`, `target=level`,
+/// comma-separated, optionally `/filter`): it would print a plain-text warning into the JSON log
+/// stream and carry on, where we want one clear line and exit 64.
+fn validate_log_filter(spec: &str) -> Result<(), String> {
+    let mut parts = spec.split('/');
+    let directives = parts.next().unwrap_or_default();
+    let _filter = parts.next();
+    if parts.next().is_some() {
+        return Err(format!("at most one '/' is allowed, got {spec:?}"));
+    }
+    for directive in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let mut pieces = directive.split('=');
+        let (_target, level, extra) = (pieces.next(), pieces.next().map(str::trim), pieces.next());
+        if extra.is_some() {
+            return Err(format!("{directive:?} has more than one '='"));
+        }
+        if let Some(level) = level.filter(|l| !l.is_empty())
+            && level.parse::<slog::FilterLevel>().is_err()
+        {
+            return Err(format!(
+                "unknown level {level:?} in {directive:?}; expected off, critical, error, warning, info, debug or trace"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `scheme://user:password@host/...` with the user information masked, for logging a URL.
@@ -330,6 +374,19 @@ mod tests {
     }
 
     #[test]
+    fn rust_log_accepts_env_logger_directives() {
+        for spec in [
+            "info",
+            "warn,user=debug",
+            "user::db=trace,gateway",
+            "debug/request",
+            "off",
+        ] {
+            assert!(validate_log_filter(spec).is_ok(), "{spec}");
+        }
+    }
+
+    #[test]
     fn urls_are_logged_without_credentials() {
         assert_eq!(
             redact_userinfo("postgres://u:secret@db:5432/app"),
@@ -360,6 +417,9 @@ mod tests {
             (OTEL_EXPORTER_OTLP_ENDPOINT, "tempo:4317"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+            (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "tempo:4317"),
+            (RUST_LOG, "user=loud"),
+            (RUST_LOG, "a=b=c"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).unwrap_err();
