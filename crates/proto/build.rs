@@ -2,6 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
+/// Fully qualified names of the messages with secret fields.
+const SECRET_BEARING: [&str; 6] = [
+    ".auth.v1.SignupRequest",
+    ".auth.v1.LoginRequest",
+    ".auth.v1.LoginResponse",
+    ".auth.v1.ValidateTokenRequest",
+    ".user.v1.CreateUserRequest",
+    ".user.v1.GetCredentialResponse",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = [
@@ -21,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => protoc_bin_vendored::protoc_bin_path()?,
     };
     config.protoc_executable(protoc);
+    // Messages that carry a password, a hash or a token get a hand-written, redacting `Debug`
+    // (in lib.rs) instead of prost's, so `{:?}` anywhere cannot print a secret.
+    config.skip_debug(SECRET_BEARING);
     let well_known = protoc_bin_vendored::include_path()?;
 
     tonic_prost_build::configure().compile_with_config(config, &files, &[root, well_known])?;

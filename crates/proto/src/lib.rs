@@ -17,6 +17,108 @@ pub mod auth {
     }
 }
 
+/// `Debug` for the messages that carry secrets: every field but the secret, which prints as
+/// `"<redacted>"` (see `build.rs`).
+mod redacted {
+    use std::fmt;
+
+    const REDACTED: &str = "<redacted>";
+
+    impl fmt::Debug for crate::auth::v1::SignupRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SignupRequest")
+                .field("email", &self.email)
+                .field("password", &REDACTED)
+                .field("name", &self.name)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for crate::auth::v1::LoginRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("LoginRequest")
+                .field("email", &self.email)
+                .field("password", &REDACTED)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for crate::auth::v1::LoginResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("LoginResponse")
+                .field("access_token", &REDACTED)
+                .field("token_type", &self.token_type)
+                .field("expires_in", &self.expires_in)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for crate::auth::v1::ValidateTokenRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ValidateTokenRequest")
+                .field("access_token", &REDACTED)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for crate::user::v1::CreateUserRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateUserRequest")
+                .field("email", &self.email)
+                .field("name", &self.name)
+                .field("password_hash", &REDACTED)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for crate::user::v1::GetCredentialResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("GetCredentialResponse")
+                .field("user_id", &self.user_id)
+                .field("password_hash", &REDACTED)
+                .finish()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn secrets_never_print() {
+            let printed = format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?}",
+                crate::auth::v1::SignupRequest {
+                    email: "e".into(),
+                    password: "pw-secret".into(),
+                    name: "n".into()
+                },
+                crate::auth::v1::LoginRequest {
+                    email: "e".into(),
+                    password: "pw-secret".into()
+                },
+                crate::auth::v1::LoginResponse {
+                    access_token: "tok-secret".into(),
+                    token_type: "Bearer".into(),
+                    expires_in: 1
+                },
+                crate::auth::v1::ValidateTokenRequest {
+                    access_token: "tok-secret".into()
+                },
+                crate::user::v1::CreateUserRequest {
+                    email: "e".into(),
+                    name: "n".into(),
+                    password_hash: "hash-secret".into()
+                },
+                crate::user::v1::GetCredentialResponse {
+                    user_id: "u".into(),
+                    password_hash: "hash-secret".into()
+                },
+            );
+            assert!(!printed.contains("secret"), "{printed}");
+            assert!(printed.contains("<redacted>"));
+        }
+    }
+}
+
 /// Machine-readable error reasons carried in a `google.rpc.ErrorInfo` detail.
 ///
 /// The gRPC code says what kind of failure it is; the reason says which one, so the gateway can

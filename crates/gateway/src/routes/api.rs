@@ -49,8 +49,8 @@ pub struct UserView {
     pub created_at: DateTime<Utc>,
 }
 
-/// A bearer token for `Authorization: Bearer <access_token>`.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+/// A bearer token for `Authorization: Bearer <access_token>`. No `Debug`: it holds the token.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     /// Signed JWT.
     pub access_token: String,
