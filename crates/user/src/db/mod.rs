@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, SubsecRound as _};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{
+    CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection as _,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
 use crate::error::UserError;
@@ -76,6 +78,48 @@ impl UserRow {
     }
 }
 
+/// Opens connections of the backend the URL names.
+///
+/// diesel's r2d2 `ConnectionManager` calls the derived `MultiConnection::establish`, which tries
+/// every backend in turn and reports only "Invalid connection url for multiconnection", hiding
+/// the real cause (a wrong password, a refused connection).
+struct Manager {
+    backend: Backend,
+    url: String,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("Manager")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        let connection = match self.backend {
+            Backend::Postgres => diesel::PgConnection::establish(&self.url).map(DbConnection::Pg),
+            Backend::Sqlite => {
+                diesel::SqliteConnection::establish(&self.url).map(DbConnection::Sqlite)
+            }
+        };
+        connection.map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
 /// SQLite needs a few pragmas per connection to behave under concurrent access.
 #[derive(Debug)]
 struct SqlitePragmas;
@@ -99,7 +143,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
 /// A pool of connections plus the backend it talks to.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<ConnectionManager<DbConnection>>,
+    pool: Pool<Manager>,
     backend: Backend,
     /// `db.namespace`: the database name or SQLite file, never credentials.
     namespace: String,
@@ -182,11 +226,23 @@ impl Database {
                 (path.clone(), Backend::Sqlite, path)
             }
         };
+        let manager = Manager {
+            backend,
+            url: conn_url,
+        };
+        // One connection up front: a wrong password or a refused connection is reported at
+        // once, in the backend's own words, instead of as a pool timeout.
+        manager.connect().map_err(|e| {
+            UserError::Unavailable(format!(
+                "cannot connect to the {} database: {e}",
+                backend.system()
+            ))
+        })?;
         let pool = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(5))
             .connection_customizer(Box::new(SqlitePragmas))
-            .build(ConnectionManager::<DbConnection>::new(conn_url))
+            .build(manager)
             .map_err(|e| {
                 UserError::Unavailable(format!(
                     "cannot connect to the {} database: {e}",
@@ -216,7 +272,7 @@ impl Database {
         result.map_err(|e| UserError::Internal(format!("migrations failed: {e}")))
     }
 
-    fn checkout(&self) -> Result<PooledConnection<ConnectionManager<DbConnection>>, UserError> {
+    fn checkout(&self) -> Result<PooledConnection<Manager>, UserError> {
         self.pool
             .get()
             .map_err(|e| UserError::Unavailable(format!("no database connection: {e}")))
