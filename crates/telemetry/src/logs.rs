@@ -62,7 +62,8 @@ pub fn current_trace_ids() -> Option<TraceIds> {
     })
 }
 
-/// A drain that adds `trace_id` and `span_id` of the current span to each record it passes on.
+/// A drain that adds `ts` and the `trace_id`/`span_id` of the current span to each record it
+/// passes on, on the thread that logs.
 #[derive(Debug)]
 pub struct TraceContextDrain<D> {
     inner: D,
@@ -80,16 +81,15 @@ impl<D: Drain> Drain for TraceContextDrain<D> {
     type Err = D::Err;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<Self::Ok, Self::Err> {
-        let Some(ids) = current_trace_ids() else {
-            return self.inner.log(record, values);
-        };
+        let ids = current_trace_ids();
         let stamped = Stamped {
-            trace_id: ids.trace_id_hex(),
-            span_id: ids.span_id_hex(),
+            // When it happened, not when the writer thread got to it.
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ids: ids.map(|ids| (ids.trace_id_hex(), ids.span_id_hex())),
             record_kv: record.kv(),
         };
-        // Rebuild the record with the ids added to its own key-values (what slog-async does to
-        // move records across threads); the location, level and message are unchanged.
+        // Rebuild the record with the stamps added to its own key-values (what slog-async does
+        // to move records across threads); the location, level and message are unchanged.
         let record_static = RecordStatic {
             location: record.location(),
             tag: record.tag(),
@@ -105,8 +105,8 @@ impl<D: Drain> Drain for TraceContextDrain<D> {
 }
 
 struct Stamped<'a> {
-    trace_id: String,
-    span_id: String,
+    ts: String,
+    ids: Option<(String, String)>,
     record_kv: slog::BorrowedKV<'a>,
 }
 
@@ -117,8 +117,11 @@ impl KV for Stamped<'_> {
         serializer: &mut dyn slog::Serializer,
     ) -> slog::Result {
         self.record_kv.serialize(record, serializer)?;
-        serializer.emit_str("span_id", &self.span_id)?;
-        serializer.emit_str("trace_id", &self.trace_id)
+        if let Some((trace_id, span_id)) = &self.ids {
+            serializer.emit_str("span_id", span_id)?;
+            serializer.emit_str("trace_id", trace_id)?;
+        }
+        serializer.emit_str("ts", &self.ts)
     }
 }
 
@@ -138,7 +141,12 @@ pub fn logger<W: Write + Send + 'static>(
     let json = slog_json::Json::new(writer)
         .set_newlines(true)
         .set_flush(true)
-        .add_default_keys()
+        // Full level names (ERROR, not slog's ERRO), which Grafana's log-level detection knows;
+        // `ts` is stamped by the TraceContextDrain on the logging thread.
+        .add_key_value(o!(
+            "msg" => slog::PushFnValue(|record: &Record<'_>, serializer| serializer.emit(record.msg())),
+            "level" => slog::FnValue(|record: &Record<'_>| record.level().as_str()),
+        ))
         .build()
         // A closed stdout must not kill the writer thread (and with it every later line).
         .ignore_res();
