@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug}
 HTTP_PORT=${HTTP_PORT:-8080}
 export DATA_DIR=${DATA_DIR:-data}
+# Local means local: a DATABASE_URL or OTEL_SERVICE_NAME exported in your shell for another
+# project must not point these services at your database or give all three one name.
+unset OTEL_SERVICE_NAME
 # A fresh signing key per run unless you bring your own: tokens from an earlier run stop working.
 export JWT_SECRET=${JWT_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
 # Telemetry is optional: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4317) to export
@@ -26,7 +29,7 @@ stop() {
 }
 trap 'stop; exit 0' INT TERM
 
-GRPC_ADDR=127.0.0.1:50052 METRICS_ADDR=127.0.0.1:9102 "$BIN/user" & pids+=($!)
+DATABASE_URL=sqlite://$DATA_DIR/users.db GRPC_ADDR=127.0.0.1:50052 METRICS_ADDR=127.0.0.1:9102 "$BIN/user" & pids+=($!)
 GRPC_ADDR=127.0.0.1:50051 METRICS_ADDR=127.0.0.1:9101 USER_URL=http://127.0.0.1:50052 "$BIN/auth" & pids+=($!)
 HTTP_ADDR=127.0.0.1:$HTTP_PORT AUTH_URL=http://127.0.0.1:50051 USER_URL=http://127.0.0.1:50052 "$BIN/gateway" & pids+=($!)
 

@@ -11,6 +11,11 @@ use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
 /// The server tests use unless `TEST_DATABASE_URL` names another (a maintenance database on it).
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// `url` with any password masked, for messages.
+fn redact(url: &str) -> String {
+    telemetry::config::redact_userinfo(url)
+}
+
 /// A database created for one test and dropped when this value is.
 pub struct TestDatabase {
     admin_url: String,
@@ -45,19 +50,20 @@ impl TestDatabase {
             Ok(conn) => conn,
             Err(error) => {
                 let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+                let shown = redact(&admin_url);
                 assert!(
                     !in_ci,
-                    "CI=true but PostgreSQL is unreachable at {admin_url}: {error}"
+                    "CI=true but PostgreSQL is unreachable at {shown}: {error}"
                 );
                 return Err(format!(
-                    "unreachable at {admin_url} (set TEST_DATABASE_URL): {error}"
+                    "unreachable at {shown} (set TEST_DATABASE_URL): {error}"
                 ));
             }
         };
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
-            .map_err(|e| format!("cannot create a database on {admin_url}: {e}"))?;
+            .map_err(|e| format!("cannot create a database on {}: {e}", redact(&admin_url)))?;
         let base = admin_url
             .rsplit_once('/')
             .map_or(admin_url.as_str(), |(base, _)| base);
@@ -84,6 +90,25 @@ impl Drop for TestDatabase {
                 self.name
             ))
             .execute(&mut admin);
+        }
+    }
+}
+
+/// A throw-away PostgreSQL database when the server is reachable (always under `CI=true`),
+/// otherwise a SQLite file in `dir` with one `NOTE:` line saying so. Returns the database to
+/// keep alive and the `DATABASE_URL` for the user service.
+pub fn postgres_or_sqlite(dir: &std::path::Path) -> (Option<TestDatabase>, String) {
+    match TestDatabase::try_create() {
+        Ok(database) => {
+            let url = database.url().to_owned();
+            (Some(database), url)
+        }
+        Err(why) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTE: PostgreSQL {why}; the user service runs on SQLite instead"
+            );
+            (None, format!("sqlite://{}", dir.join("users.db").display()))
         }
     }
 }

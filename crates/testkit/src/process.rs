@@ -89,22 +89,29 @@ impl Service {
     /// Sends SIGTERM (what orchestrators send) and waits for the exit code.
     #[cfg(unix)]
     pub async fn terminate(&mut self) -> Option<i32> {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM).await
+    }
+
+    /// Sends `signal` (SIGINT is what Ctrl-C sends) and waits for the exit code.
+    #[cfg(unix)]
+    pub async fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> Option<i32> {
         if let Some(pid) = self.child.id().and_then(|pid| i32::try_from(pid).ok()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
         }
         self.wait().await
     }
 
-    /// Waits for the process to exit by itself and returns its exit code.
+    /// Waits for the process to exit and returns its exit code; panics after [`EXIT_TIMEOUT`]
+    /// rather than hang the suite.
     pub async fn wait(&mut self) -> Option<i32> {
-        self.child
-            .wait()
-            .await
-            .ok()
-            .and_then(|status| status.code())
+        match tokio::time::timeout(EXIT_TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.ok().and_then(|status| status.code()),
+            Err(_) => panic!(
+                "{} did not exit within {EXIT_TIMEOUT:?}; stderr: {:?}",
+                self.name,
+                self.stderr()
+            ),
+        }
     }
 }
 

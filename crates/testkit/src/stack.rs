@@ -1,6 +1,5 @@
 //! The whole system as three child processes: what the end-to-end tests and the benchmark run.
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -86,21 +85,7 @@ impl Stack {
     /// Starts the stack with `env` added to every process's environment.
     pub async fn start_with(extra: &[(&'static str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (database, database_url) = match crate::postgres::TestDatabase::try_create() {
-            Ok(db) => {
-                let url = db.url().to_owned();
-                (Some(db), url)
-            }
-            Err(why) => {
-                let note =
-                    format!("NOTE: PostgreSQL {why}; the user service runs on SQLite instead");
-                let _ = writeln!(std::io::stderr(), "{note}");
-                (
-                    None,
-                    format!("sqlite://{}", dir.path().join("users.db").display()),
-                )
-            }
-        };
+        let (database, database_url) = crate::postgres::postgres_or_sqlite(dir.path());
         let any_port = "127.0.0.1:0".to_owned();
 
         let env = env_for(

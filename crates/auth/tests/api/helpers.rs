@@ -14,6 +14,7 @@ pub struct TestAuth {
     pub metrics_addr: SocketAddr,
     _stop: Vec<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
+    _database: Option<testkit::postgres::TestDatabase>,
 }
 
 fn stopper() -> (
@@ -65,10 +66,12 @@ pub async fn spawn_auth(
 pub async fn spawn() -> TestAuth {
     testkit::init_tracing();
     let dir = tempfile::tempdir().unwrap();
+    // PostgreSQL when reachable (always in CI), SQLite otherwise.
+    let (database, url) = testkit::postgres::postgres_or_sqlite(dir.path());
     let user_config = user::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: user::db::DatabaseUrl::Sqlite(dir.path().join("users.db")),
+        database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
         pool_size: 4,
     };
     let user_app = user::Application::build(
@@ -87,6 +90,7 @@ pub async fn spawn() -> TestAuth {
         metrics_addr,
         _stop: vec![stop_auth, stop_user],
         _dir: dir,
+        _database: database,
     }
 }
 

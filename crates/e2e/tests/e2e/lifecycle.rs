@@ -6,7 +6,7 @@ use testkit::process::Service;
 use testkit::stack::{Stack, trace_id};
 
 #[tokio::test]
-async fn a_dead_collector_never_fails_a_request_and_sigterm_drains_cleanly() {
+async fn a_dead_collector_never_fails_a_request_and_signals_stop_cleanly() {
     let dead = testkit::DeadEndpoint::reserve();
     let mut stack = Stack::start(&dead.url()).await;
 
@@ -21,13 +21,19 @@ async fn a_dead_collector_never_fails_a_request_and_sigterm_drains_cleanly() {
         .to_owned();
     assert_eq!(stack.me(&token).await.status(), 200);
 
-    // SIGTERM, as Kubernetes sends it: each process drains, flushes and exits 0.
-    for service in [&mut stack.gateway, &mut stack.auth, &mut stack.user] {
-        let code = service.terminate().await;
+    // SIGTERM, as Kubernetes sends it, and SIGINT, as Ctrl-C does: each process drains,
+    // flushes and exits 0.
+    use nix::sys::signal::Signal;
+    for (service, signal) in [
+        (&mut stack.gateway, Signal::SIGTERM),
+        (&mut stack.auth, Signal::SIGTERM),
+        (&mut stack.user, Signal::SIGINT),
+    ] {
+        let code = service.stop_with(signal).await;
         assert_eq!(
             code,
             Some(0),
-            "{} exit code; stderr: {:?}",
+            "{} exit code after {signal}; stderr: {:?}",
             service.name,
             service.stderr()
         );

@@ -23,16 +23,19 @@ pub struct TestApp {
     _stop: Vec<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
     _dead: Option<testkit::DeadEndpoint>,
+    _database: Option<testkit::postgres::TestDatabase>,
 }
 
+/// The user service on PostgreSQL when reachable (always in CI), SQLite otherwise.
 async fn start_user(
     dir: &std::path::Path,
     stop: &mut Vec<tokio::sync::oneshot::Sender<()>>,
-) -> String {
+) -> (String, Option<testkit::postgres::TestDatabase>) {
+    let (database, url) = testkit::postgres::postgres_or_sqlite(dir);
     let config = user::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: user::db::DatabaseUrl::Sqlite(dir.join("users.db")),
+        database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
         pool_size: 4,
     };
     let app = user::Application::build(
@@ -46,7 +49,7 @@ async fn start_user(
     let (tx, rx) = stopper();
     stop.push(tx);
     tokio::spawn(app.run(rx));
-    url
+    (url, database)
 }
 
 async fn start_auth(user_url: String, stop: &mut Vec<tokio::sync::oneshot::Sender<()>>) -> String {
@@ -103,10 +106,12 @@ impl TestApp {
         testkit::init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let mut stop = Vec::new();
-        let user_url = start_user(dir.path(), &mut stop).await;
+        let (user_url, database) = start_user(dir.path(), &mut stop).await;
         let auth_url = start_auth(user_url.clone(), &mut stop).await;
         let addr = start_gateway(auth_url, user_url, &mut stop);
-        Self::new(addr, stop, dir)
+        let mut app = Self::new(addr, stop, dir);
+        app._database = database;
+        app
     }
 
     /// A gateway whose auth and user services are down.
@@ -132,6 +137,7 @@ impl TestApp {
             _stop: stop,
             _dir: dir,
             _dead: None,
+            _database: None,
         }
     }
 
