@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug}
 HTTP_PORT=${HTTP_PORT:-8080}
+AUTH_GRPC_PORT=${AUTH_GRPC_PORT:-50051}
+USER_GRPC_PORT=${USER_GRPC_PORT:-50052}
+AUTH_METRICS_PORT=${AUTH_METRICS_PORT:-9101}
+USER_METRICS_PORT=${USER_METRICS_PORT:-9102}
 export DATA_DIR=${DATA_DIR:-data}
 # Local means local: a DATABASE_URL or OTEL_SERVICE_NAME exported in your shell for another
 # project must not point these services at your database or give all three one name.
@@ -21,17 +25,22 @@ stop() {
   [ -n "$stopping" ] && return
   stopping=1
   trap - INT TERM
-  echo
-  echo "stopping..."
+  echo >&2
+  echo "stopping..." >&2
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait
-  echo "stopped."
+  echo "stopped." >&2
 }
 trap 'stop; exit 0' INT TERM
 
-DATABASE_URL=sqlite://$DATA_DIR/users.db GRPC_ADDR=127.0.0.1:50052 METRICS_ADDR=127.0.0.1:9102 "$BIN/user" & pids+=($!)
-GRPC_ADDR=127.0.0.1:50051 METRICS_ADDR=127.0.0.1:9101 USER_URL=http://127.0.0.1:50052 "$BIN/auth" & pids+=($!)
-HTTP_ADDR=127.0.0.1:$HTTP_PORT AUTH_URL=http://127.0.0.1:50051 USER_URL=http://127.0.0.1:50052 "$BIN/gateway" & pids+=($!)
+user_url=http://127.0.0.1:$USER_GRPC_PORT
+auth_url=http://127.0.0.1:$AUTH_GRPC_PORT
+DATABASE_URL=sqlite://$DATA_DIR/users.db GRPC_ADDR=127.0.0.1:$USER_GRPC_PORT METRICS_ADDR=127.0.0.1:$USER_METRICS_PORT \
+  "$BIN/user" & pids+=($!)
+GRPC_ADDR=127.0.0.1:$AUTH_GRPC_PORT METRICS_ADDR=127.0.0.1:$AUTH_METRICS_PORT USER_URL=$user_url \
+  "$BIN/auth" & pids+=($!)
+HTTP_ADDR=127.0.0.1:$HTTP_PORT AUTH_URL=$auth_url USER_URL=$user_url \
+  "$BIN/gateway" & pids+=($!)
 
 base=http://127.0.0.1:$HTTP_PORT
 if command -v curl >/dev/null; then
@@ -44,7 +53,7 @@ fi
 cat >&2 <<BANNER
 
   gateway   $base            (OpenAPI: $base/api/v1/openapi.json)
-  metrics   $base/metrics  http://127.0.0.1:9101/metrics (auth)  http://127.0.0.1:9102/metrics (user)
+  metrics   $base/metrics  http://127.0.0.1:$AUTH_METRICS_PORT/metrics (auth)  http://127.0.0.1:$USER_METRICS_PORT/metrics (user)
   database  $DATA_DIR/users.db (SQLite)
 
   Try:

@@ -1,0 +1,107 @@
+//! `make run`'s script: it serves, and one Ctrl-C stops all three services cleanly.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt as _;
+
+/// Free loopback ports (bound, then released: the script needs numbers, not sockets).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
+    let data = tempfile::tempdir().unwrap();
+    let ports = free_ports(5);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/run-local.sh");
+    let mut child = tokio::process::Command::new("bash")
+        .arg(script)
+        .env("BIN", testkit::process::bin_dir())
+        .env("DATA_DIR", data.path())
+        .env("HTTP_PORT", ports[0].to_string())
+        .env("AUTH_GRPC_PORT", ports[1].to_string())
+        .env("USER_GRPC_PORT", ports[2].to_string())
+        .env("AUTH_METRICS_PORT", ports[3].to_string())
+        .env("USER_METRICS_PORT", ports[4].to_string())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the script");
+    let banner = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().unwrap();
+    let sink = banner.clone();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+
+    let base = format!("http://127.0.0.1:{}", ports[0]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http.get(format!("{base}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never ready; script said: {}",
+            banner.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let signup = http
+        .post(format!("{base}/api/v1/signup"))
+        .json(&serde_json::json!({"email": "run@example.com", "password": "correct horse battery", "name": "Run"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    assert!(
+        data.path().join("users.db").exists(),
+        "SQLite file in DATA_DIR"
+    );
+    let banner_text = banner.lock().unwrap().clone();
+    assert!(
+        banner_text.contains("curl") && banner_text.contains(&base),
+        "{banner_text}"
+    );
+
+    // Ctrl-C: SIGINT to the script.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("script exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(banner.lock().unwrap().contains("stopped."));
+    for port in &ports {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            "port {port} still answers: a service outlived the script"
+        );
+    }
+}
