@@ -42,7 +42,7 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
     let banner = Arc::new(Mutex::new(String::new()));
     let mut stderr = child.stderr.take().unwrap();
     let sink = banner.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut buffer = [0u8; 4096];
         while let Ok(n) = stderr.read(&mut buffer).await {
             if n == 0 {
@@ -97,7 +97,13 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
         .expect("script exits")
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    assert!(banner.lock().unwrap().contains("stopped."));
+    // Read the pipe to its end (every writer has exited) before looking for the last words.
+    tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("stderr closes")
+        .unwrap();
+    let said = banner.lock().unwrap().clone();
+    assert!(said.contains("stopped."), "{said}");
     for port in &ports {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
