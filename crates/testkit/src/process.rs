@@ -35,6 +35,8 @@ pub struct Service {
     child: tokio::process::Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The tasks copying the pipes; awaited after exit so no last line is left unread.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Service {
@@ -55,13 +57,16 @@ impl Service {
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().expect("piped stdout"), stdout.clone());
-        collect(child.stderr.take().expect("piped stderr"), stderr.clone());
+        let readers = vec![
+            collect(child.stdout.take().expect("piped stdout"), stdout.clone()),
+            collect(child.stderr.take().expect("piped stderr"), stderr.clone()),
+        ];
         Self {
             name: name.to_owned(),
             child,
             stdout,
             stderr,
+            readers,
         }
     }
 
@@ -105,7 +110,13 @@ impl Service {
     /// rather than hang the suite.
     pub async fn wait(&mut self) -> Option<i32> {
         match tokio::time::timeout(EXIT_TIMEOUT, self.child.wait()).await {
-            Ok(status) => status.ok().and_then(|status| status.code()),
+            Ok(status) => {
+                // The exit can overtake the pipe readers: let them drain to EOF first.
+                for reader in self.readers.drain(..) {
+                    let _ = tokio::time::timeout(EXIT_TIMEOUT, reader).await;
+                }
+                status.ok().and_then(|status| status.code())
+            }
             Err(_) => panic!(
                 "{} did not exit within {EXIT_TIMEOUT:?}; stderr: {:?}",
                 self.name,
@@ -118,11 +129,11 @@ impl Service {
 fn collect<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     reader: R,
     into: Arc<Mutex<Vec<String>>>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             into.lock().expect("log lock").push(line);
         }
-    });
+    })
 }
