@@ -134,7 +134,6 @@ impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ServerService<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: std::fmt::Display,
     ReqBody: Send + 'static,
 {
     type Response = S::Response;

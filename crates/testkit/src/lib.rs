@@ -36,6 +36,18 @@ pub async fn eventually<T>(
     }
 }
 
+/// A shutdown trigger for an in-process server: drop or send on the sender and the future
+/// completes, so a test's server stops when the test's handle goes away.
+pub fn stopper() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
 /// A loopback address where nothing listens, reserved for as long as this value lives.
 ///
 /// The socket is bound but never listens, so connections are refused at once, and no other test

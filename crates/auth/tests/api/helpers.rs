@@ -17,16 +17,6 @@ pub struct TestAuth {
     _database: Option<testkit::postgres::TestDatabase>,
 }
 
-fn stopper() -> (
-    tokio::sync::oneshot::Sender<()>,
-    impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    (tx, async move {
-        let _ = rx.await;
-    })
-}
-
 pub fn auth_config(user_url: String) -> auth::Config {
     auth::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
@@ -55,7 +45,7 @@ pub async fn spawn_auth(
     .await
     .expect("auth builds");
     let (grpc, metrics) = (app.grpc_addr(), app.metrics_addr());
-    let (stop, stopped) = stopper();
+    let (stop, stopped) = testkit::stopper();
     tokio::spawn(app.run(stopped));
     let client = AuthServiceClient::connect(format!("http://{grpc}"))
         .await
@@ -82,7 +72,7 @@ pub async fn spawn() -> TestAuth {
     .await
     .expect("user builds");
     let user_url = format!("http://{}", user_app.grpc_addr());
-    let (stop_user, user_stopped) = stopper();
+    let (stop_user, user_stopped) = testkit::stopper();
     tokio::spawn(user_app.run(user_stopped));
     let (client, metrics_addr, stop_auth) = spawn_auth(user_url).await;
     TestAuth {

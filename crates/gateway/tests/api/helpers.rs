@@ -6,16 +6,6 @@ use serde_json::{Value, json};
 pub const SECRET: &str = "gateway-test-secret-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery staple";
 
-fn stopper() -> (
-    tokio::sync::oneshot::Sender<()>,
-    impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    (tx, async move {
-        let _ = rx.await;
-    })
-}
-
 /// The whole stack in this process on free ports, stopped when dropped.
 pub struct TestApp {
     pub address: String,
@@ -46,7 +36,7 @@ async fn start_user(
     .await
     .expect("user builds");
     let url = format!("http://{}", app.grpc_addr());
-    let (tx, rx) = stopper();
+    let (tx, rx) = testkit::stopper();
     stop.push(tx);
     tokio::spawn(app.run(rx));
     (url, database)
@@ -69,7 +59,7 @@ async fn start_auth(user_url: String, stop: &mut Vec<tokio::sync::oneshot::Sende
     .await
     .expect("auth builds");
     let url = format!("http://{}", app.grpc_addr());
-    let (tx, rx) = stopper();
+    let (tx, rx) = testkit::stopper();
     stop.push(tx);
     tokio::spawn(app.run(rx));
     url
@@ -94,7 +84,7 @@ fn start_gateway(
     )
     .expect("gateway builds");
     let addr = app.addr();
-    let (tx, rx) = stopper();
+    let (tx, rx) = testkit::stopper();
     stop.push(tx);
     tokio::spawn(app.run(rx));
     addr

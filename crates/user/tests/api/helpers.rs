@@ -37,10 +37,8 @@ pub async fn spawn(
     .await
     .expect("user service builds");
     let (grpc_addr, metrics_addr) = (app.grpc_addr(), app.metrics_addr());
-    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async move {
-        let _ = stop.await;
-    }));
+    let (shutdown, stopped) = testkit::stopper();
+    tokio::spawn(app.run(stopped));
     let client = UserServiceClient::connect(format!("http://{grpc_addr}"))
         .await
         .expect("connect");
