@@ -5,6 +5,9 @@ async fn main() -> std::process::ExitCode {
     telemetry::lifecycle::run_service(
         "auth",
         auth::Config::from_env(),
+        |config| telemetry::lifecycle::Probe::Grpc {
+            addr: config.grpc_addr,
+        },
         |config, logger, registry, shutdown| async move {
             auth::Application::build(config, logger, registry)
                 .await?

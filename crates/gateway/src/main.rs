@@ -10,6 +10,10 @@ async fn main() -> std::process::ExitCode {
     telemetry::lifecycle::run_service(
         "gateway",
         gateway::Config::from_env(),
+        |config| telemetry::lifecycle::Probe::Http {
+            addr: config.http_addr,
+            path: "/readyz",
+        },
         |config, logger, registry, shutdown| async move {
             gateway::Application::build(config, logger, registry)?
                 .run(shutdown)

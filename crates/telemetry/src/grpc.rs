@@ -460,6 +460,11 @@ impl Listeners {
                 shutdown.await;
                 slog::info!(logger, "shutting down: draining in-flight calls");
                 health_reporter.set_not_serving::<S>().await;
+                // The whole server (service ""), which Kubernetes' gRPC probes and
+                // `--health-check` ask about by default, is draining too.
+                health_reporter
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
             }
         };
         let result = tonic::transport::Server::builder()

@@ -1,7 +1,41 @@
-//! Process lifecycle shared by the services: the shutdown signal and the exit codes.
+//! Process lifecycle shared by the services: the shutdown signal, the exit codes, and the
+//! `--health-check` mode that lets a binary probe its own running copy.
+//!
+//! Container images built from `distroless` have no shell, `curl` or `grpc_health_probe`, so a
+//! Docker `HEALTHCHECK` runs the service binary itself with [`HEALTH_CHECK_FLAG`]: it reads the
+//! same environment as the server it probes (so it knows the address), asks it once and exits 0
+//! (healthy) or 1 (not), without starting telemetry.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 /// Exit code for a bad configuration value (`EX_USAGE` from sysexits.h).
 pub const EXIT_USAGE: u8 = 64;
+
+/// The argument that turns a service binary into a one-shot probe of its running copy.
+pub const HEALTH_CHECK_FLAG: &str = "--health-check";
+
+/// How long a probe waits for an answer, connection included. Docker's own default healthcheck
+/// timeout is 30 s; a probe that answers in bounded time reports "unhealthy" rather than hang.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `--health-check` asks of the running service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET path` must answer 200 (the gateway's `/readyz`).
+    Http {
+        /// The server's listen address (an unspecified IP is probed on loopback).
+        addr: SocketAddr,
+        /// The path to request.
+        path: &'static str,
+    },
+    /// The standard `grpc.health.v1.Health/Check` for the whole server (service `""`) must
+    /// answer SERVING.
+    Grpc {
+        /// The server's listen address (an unspecified IP is probed on loopback).
+        addr: SocketAddr,
+    },
+}
 
 /// Completes on SIGTERM (what Kubernetes and `docker stop` send) or SIGINT (Ctrl-C).
 ///
@@ -37,9 +71,13 @@ pub async fn shutdown_signal() {
 /// server error is logged as JSON and exits 1; a clean shutdown flushes spans and logs and exits
 /// 0. `serve` receives the logger, the registry and the shutdown signal. Call it from inside the
 /// multi-threaded Tokio runtime (`#[tokio::main]`): the OTLP exporter needs its reactor.
+///
+/// Started with [`HEALTH_CHECK_FLAG`], it instead runs the [`Probe`] that `probe` derives from the
+/// configuration against the already running service and exits 0 or 1 (see the module doc).
 pub async fn run_service<C, F, Fut, E>(
     service: &'static str,
     config: Result<C, crate::ConfigError>,
+    probe: impl FnOnce(&C) -> Probe,
     serve: F,
 ) -> std::process::ExitCode
 where
@@ -55,6 +93,15 @@ where
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if std::env::args().skip(1).any(|arg| arg == HEALTH_CHECK_FLAG) {
+        return match health_check(&probe(&config)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("{service}: unhealthy: {reason}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let telemetry = match crate::init(service) {
         Ok(guard) => guard,
         Err(error) => {
@@ -87,3 +134,132 @@ where
 
 /// The future [`run_service`] hands to a service: completes on SIGTERM or SIGINT.
 pub type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+/// Runs `probe` once against the running service: `Ok` when it reports healthy.
+pub async fn health_check(probe: &Probe) -> Result<(), String> {
+    let outcome = match probe {
+        Probe::Http { addr, path } => {
+            tokio::time::timeout(PROBE_TIMEOUT, http_status(reachable(*addr), path)).await
+        }
+        Probe::Grpc { addr } => {
+            tokio::time::timeout(PROBE_TIMEOUT, grpc_health(reachable(*addr))).await
+        }
+    };
+    outcome.unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")))
+}
+
+/// A server bound to `0.0.0.0` (as in a container) is reached on loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+/// One HTTP/1.1 `GET`, reading no further than the status line: all a probe needs, without
+/// pulling an HTTP client into every binary.
+async fn http_status(addr: SocketAddr, path: &str) -> Result<(), String> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("cannot connect to {addr}: {error}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|error| format!("cannot send to {addr}: {error}"))?;
+    let mut status_line = String::new();
+    tokio::io::BufReader::new(stream)
+        .read_line(&mut status_line)
+        .await
+        .map_err(|error| format!("no answer from {addr}: {error}"))?;
+    match status_line.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        _ => Err(format!("GET {path} answered {:?}", status_line.trim_end())),
+    }
+}
+
+async fn grpc_health(addr: SocketAddr) -> Result<(), String> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|error| error.to_string())?
+        .connect()
+        .await
+        .map_err(|error| format!("cannot connect to {addr}: {error}"))?;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map_err(|status| format!("health check failed: {}", status.code()))?;
+    match response.into_inner().status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!("health status {}", other.as_str_name())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_are_probed_on_loopback() {
+        assert_eq!(
+            reachable("0.0.0.0:8080".parse().unwrap()),
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            reachable("[::]:50051".parse().unwrap()),
+            "[::1]:50051".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            reachable("10.1.2.3:9".parse().unwrap()),
+            "10.1.2.3:9".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unhealthy_and_says_why() {
+        // Bind then drop: the port is free and (almost certainly) refuses connections.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        for probe in [
+            Probe::Http {
+                addr,
+                path: "/readyz",
+            },
+            Probe::Grpc { addr },
+        ] {
+            let error = health_check(&probe).await.unwrap_err();
+            assert!(error.contains("cannot connect"), "{probe:?}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn http_probe_reads_the_status_line() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for status in ["200 OK", "503 Service Unavailable"] {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 1024];
+                let n = socket.read(&mut request).await.unwrap();
+                assert!(request[..n].starts_with(b"GET /readyz HTTP/1.1\r\n"));
+                let response = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                socket.write_all(response.as_bytes()).await.unwrap();
+            }
+        });
+        let probe = Probe::Http {
+            addr,
+            path: "/readyz",
+        };
+        assert_eq!(health_check(&probe).await, Ok(()));
+        let error = health_check(&probe).await.unwrap_err();
+        assert!(error.contains("503"), "{error}");
+        server.await.unwrap();
+    }
+}

@@ -43,8 +43,14 @@ impl Service {
     /// Starts workspace binary `name` with `env` added to a cleared-down environment
     /// (only `PATH` is inherited, so the developer's shell cannot change what is tested).
     pub fn spawn(name: &str, env: &[(&str, String)]) -> Self {
+        Self::spawn_with_args(name, &[], env)
+    }
+
+    /// [`Service::spawn`] with command-line arguments.
+    pub fn spawn_with_args(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         let mut command = tokio::process::Command::new(bin(name));
         command
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

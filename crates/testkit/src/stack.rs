@@ -22,6 +22,10 @@ pub struct Stack {
     pub user: Service,
     /// `http://127.0.0.1:<port>`.
     pub gateway_url: String,
+    /// auth's gRPC address, `127.0.0.1:<port>`.
+    pub auth_grpc: String,
+    /// user's gRPC address, `127.0.0.1:<port>`.
+    pub user_grpc: String,
     /// auth's `/metrics` URL.
     pub auth_metrics: String,
     /// user's `/metrics` URL.
@@ -130,6 +134,8 @@ impl Stack {
             auth,
             user,
             gateway_url,
+            auth_grpc,
+            user_grpc,
             auth_metrics: format!("http://{auth_metrics}/metrics"),
             user_metrics: format!("http://{user_metrics}/metrics"),
             http: reqwest::Client::builder()

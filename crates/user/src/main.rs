@@ -5,6 +5,9 @@ async fn main() -> std::process::ExitCode {
     telemetry::lifecycle::run_service(
         "user",
         user::Config::from_env(),
+        |config| telemetry::lifecycle::Probe::Grpc {
+            addr: config.grpc_addr,
+        },
         |config, logger, registry, shutdown| async move {
             user::Application::build(config, logger, registry)
                 .await?

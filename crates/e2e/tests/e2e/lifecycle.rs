@@ -151,3 +151,54 @@ async fn sigterm_lets_an_in_flight_request_finish_and_flushes_its_spans() {
         "the gateway flushed its spans at shutdown: {spans:#?}"
     );
 }
+
+/// Runs `binary --health-check` with `env` and returns its exit code and stderr.
+async fn health_check(binary: &str, env: &[(&'static str, String)]) -> (Option<i32>, Vec<String>) {
+    let mut probe = Service::spawn_with_args(binary, &["--health-check"], env);
+    let code = probe.wait().await;
+    (code, probe.stderr())
+}
+
+#[tokio::test]
+async fn each_binary_probes_its_running_copy_for_container_healthchecks() {
+    let mut stack = Stack::start(&testkit::DeadEndpoint::reserve().url()).await;
+    let gateway_addr = stack.gateway_url.trim_start_matches("http://").to_owned();
+    let gateway_env = [("HTTP_ADDR", gateway_addr)];
+    let auth_env = [
+        ("GRPC_ADDR", stack.auth_grpc.clone()),
+        ("JWT_SECRET", testkit::stack::JWT_SECRET.to_owned()),
+    ];
+    let user_env = [("GRPC_ADDR", stack.user_grpc.clone())];
+
+    for (binary, env) in [
+        ("gateway", &gateway_env[..]),
+        ("auth", &auth_env[..]),
+        ("user", &user_env[..]),
+    ] {
+        let (code, stderr) = health_check(binary, env).await;
+        assert_eq!(code, Some(0), "{binary} --health-check: {stderr:?}");
+        assert!(
+            stderr.is_empty(),
+            "{binary}: a healthy probe is silent: {stderr:?}"
+        );
+    }
+
+    // user gone: its probe fails with a reason, and the gateway's (its /readyz) fails too.
+    assert_eq!(stack.user.terminate().await, Some(0));
+    for (binary, env, reason) in [
+        ("user", &user_env[..], "cannot connect"),
+        ("gateway", &gateway_env[..], "503"),
+    ] {
+        let (code, stderr) = health_check(binary, env).await;
+        assert_eq!(code, Some(1), "{binary} --health-check with user down");
+        assert_eq!(stderr.len(), 1, "{binary}: one line: {stderr:?}");
+        assert!(
+            stderr[0].starts_with(&format!("{binary}: unhealthy: ")) && stderr[0].contains(reason),
+            "{binary}: {stderr:?}"
+        );
+    }
+
+    // A bad setting is still a usage error, not "unhealthy".
+    let (code, _) = health_check("auth", &[("GRPC_ADDR", stack.auth_grpc.clone())]).await;
+    assert_eq!(code, Some(64), "auth --health-check without JWT_SECRET");
+}
