@@ -3,5 +3,6 @@
 #![allow(unreachable_pub)] // helpers are `pub` for sibling test modules, not for export
 
 mod lifecycle;
+mod loadgen;
 mod run_local;
 mod trace;
