@@ -2,12 +2,17 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test bench lint fmt clean
+# The compose stack (deploy/compose.yaml). The `load` profile is named on down/ps/logs so that
+# a running load generator is included.
+COMPOSE ?= docker compose -f deploy/compose.yaml
+LOAD_SECONDS ?= 60
+
+.PHONY: help build run test bench lint fmt clean up down clean-stack logs ps load
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-build: ## Build the three service binaries
+build: ## Build the three service binaries and the load generator
 	$(CARGO) build --workspace --bins
 
 run: build ## Run gateway, auth and user locally (SQLite, no Docker); Ctrl-C stops all three
@@ -33,3 +38,32 @@ fmt: ## Format the code
 clean: ## Remove build output and local data
 	$(CARGO) clean
 	rm -rf data
+
+up: deploy/.env ## Docker Compose: services, PostgreSQL, Tempo, Loki, Alloy, Prometheus, Grafana; returns when healthy
+	$(COMPOSE) up --detach --build --wait --wait-timeout 600
+	@echo
+	@echo "  gateway     http://localhost:8080        curl -si localhost:8080/ | grep x-trace-id"
+	@echo "  grafana     http://localhost:3000        (anonymous viewer; admin password in deploy/.env)"
+	@echo "  prometheus  http://localhost:9090   tempo http://localhost:3200   loki http://localhost:3100"
+	@echo
+	@echo "  make load   traffic for the dashboards    make logs / ps / down / clean-stack"
+
+down: ## Stop the compose stack, keeping its data volumes
+	$(COMPOSE) --profile load down
+
+clean-stack: ## Stop the compose stack and delete its volumes (database, traces, logs, metrics)
+	$(COMPOSE) --profile load down --volumes
+
+logs: ## Follow the compose stack's logs (SERVICE=gateway for one)
+	$(COMPOSE) --profile load logs --follow --tail 100 $(SERVICE)
+
+ps: ## The compose stack's containers and their health
+	$(COMPOSE) --profile load ps --all
+
+load: deploy/.env ## Run the load generator in the stack for LOAD_SECONDS (60) and print its summary
+	$(COMPOSE) run --rm --build -e LOAD_DURATION_SECONDS=$(LOAD_SECONDS) loadgen
+
+# Only when missing: the secrets in an existing file are the ones the database volume was
+# initialised with.
+deploy/.env:
+	./scripts/compose-env.sh deploy/.env.example deploy/.env
