@@ -6,11 +6,13 @@
 //! | [`postgres`] | a throw-away PostgreSQL database per test (skipped with one line off CI) |
 //! | [`process`] | a real binary as a child process with captured stdout, killed on drop |
 //! | [`stack`] | user, auth and gateway as child processes wired together |
+//! | [`tool`] | external tools a test runs (`promtool`, `hadolint`...), skipped with one line when missing |
 
 pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod stack;
+pub mod tool;
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,28 @@ pub async fn eventually<T>(
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`eventually`] for a check that has to await (an HTTP query, say).
+pub async fn eventually_async<T, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Fut,
+) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
