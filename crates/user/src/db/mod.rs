@@ -207,6 +207,30 @@ impl DatabaseUrl {
     }
 }
 
+/// The key of the PostgreSQL advisory lock held while migrating ("users" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7573_6572_73;
+
+type MigrationError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Applies pending migrations under a session advisory lock: replicas that start together (a
+/// Deployment's pods, a rolling update) would otherwise race to create the same table, and all
+/// but one would fail. The others wait, then find nothing pending. (SQLite serialises writers
+/// on its own.)
+fn migrate_postgres(conn: &mut PgConnection) -> Result<(), MigrationError> {
+    use diesel::sql_types::BigInt;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK)
+        .execute(conn)?;
+    let result = conn.run_pending_migrations(MIGRATIONS).map(|_| ());
+    // Released explicitly: the connection goes back to the pool, and the lock with it otherwise.
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK)
+        .execute(conn);
+    result?;
+    unlocked?;
+    Ok(())
+}
+
 impl Database {
     /// Connects, checks one connection out (so a bad URL fails at start-up, not on the first
     /// request) and applies pending migrations.
@@ -266,7 +290,7 @@ impl Database {
     fn migrate(&self) -> Result<(), UserError> {
         let mut conn = self.checkout()?;
         let result = match &mut *conn {
-            DbConnection::Pg(conn) => conn.run_pending_migrations(MIGRATIONS).map(|_| ()),
+            DbConnection::Pg(conn) => migrate_postgres(conn),
             DbConnection::Sqlite(conn) => conn.run_pending_migrations(MIGRATIONS).map(|_| ()),
         };
         result.map_err(|e| UserError::Internal(format!("migrations failed: {e}")))

@@ -3,4 +3,5 @@
 #![allow(unreachable_pub)] // helpers are `pub` for sibling test modules, not for export
 
 mod helpers;
+mod migrations;
 mod users;
