@@ -66,4 +66,4 @@ load: deploy/.env ## Run the load generator in the stack for LOAD_SECONDS (60) a
 # Only when missing: the secrets in an existing file are the ones the database volume was
 # initialised with.
 deploy/.env:
-	./scripts/compose-env.sh deploy/.env.example deploy/.env
+	./scripts/env-from-example.sh deploy/.env.example deploy/.env

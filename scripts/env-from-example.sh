@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Writes the compose stack's settings file (deploy/.env) from its committed example, replacing
-# every value `generate` with a fresh random one: 32 random bytes as 64 hex digits, safe inside a
-# URL and long enough for JWT_SECRET. An existing file is never touched: PostgreSQL keeps the
-# password it was initialised with in its volume, so new secrets would lock the stack out.
+# Writes a settings file (deploy/.env for compose, k8s/overlays/kind/secrets/*.env for kind) from
+# its committed example, replacing every value `generate` with a fresh random one: 32 random
+# bytes as 64 hex digits, safe inside a URL and long enough for JWT_SECRET. An existing file is
+# never touched: PostgreSQL keeps the password it was initialised with in its volume, so new
+# secrets would lock the stack out.
 set -euo pipefail
 example=${1:-deploy/.env.example}
 target=${2:-deploy/.env}

@@ -283,7 +283,7 @@ fn the_example_settings_cover_every_required_variable() {
 fn make_up_generates_fresh_secrets_once_and_never_overwrites_them() {
     let dir = tempfile::tempdir().unwrap();
     let generate = |target: &std::path::Path| {
-        let status = Command::new(repo_path("scripts/compose-env.sh"))
+        let status = Command::new(repo_path("scripts/env-from-example.sh"))
             .arg(repo_path(ENV_EXAMPLE))
             .arg(target)
             .status()

@@ -208,7 +208,7 @@ impl DatabaseUrl {
 }
 
 /// The key of the PostgreSQL advisory lock held while migrating ("users" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7573_6572_73;
+const MIGRATION_LOCK: i64 = 0x0075_7365_7273;
 
 type MigrationError = Box<dyn std::error::Error + Send + Sync>;
 
