@@ -7,7 +7,10 @@ CARGO ?= cargo
 COMPOSE ?= docker compose -f deploy/compose.yaml
 LOAD_SECONDS ?= 60
 
-.PHONY: help build run test bench lint fmt clean up down clean-stack logs ps load
+KIND_CLUSTER ?= observable-rust
+KUBECTL ?= kubectl --context kind-$(KIND_CLUSTER) --namespace observable-rust
+
+.PHONY: help build run test bench lint fmt clean up down clean-stack logs ps load kind-up kind-down kind-load
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,3 +70,16 @@ load: deploy/.env ## Run the load generator in the stack for LOAD_SECONDS (60) a
 # initialised with.
 deploy/.env:
 	./scripts/env-from-example.sh deploy/.env.example deploy/.env
+
+kind-up: ## Kubernetes: a kind cluster with the services and the observability stack; idempotent
+	KIND_CLUSTER=$(KIND_CLUSTER) ./scripts/kind-up.sh
+
+kind-down: ## Delete the kind cluster (and everything in it)
+	kind delete cluster --name $(KIND_CLUSTER)
+
+kind-load: ## Run the load generator as a Job in the kind cluster and print its summary
+	$(KUBECTL) delete job loadgen --ignore-not-found
+	$(KUBECTL) apply -f k8s/overlays/kind/loadgen-job.yaml
+	# The Job runs for 60 s; its summary is printed whether it passed or not.
+	$(KUBECTL) wait --for=condition=complete --timeout=180s job/loadgen; status=$$?; \
+	  $(KUBECTL) logs job/loadgen; exit $$status

@@ -22,4 +22,4 @@ while IFS= read -r line || [ -n "$line" ]; do
   esac
 done <"$example" >"$tmp"
 mv "$tmp" "$target"
-echo "wrote $target with fresh secrets (keep it; \`make clean-stack\` drops the data they protect)" >&2
+echo "wrote $target with fresh secrets (keep it: a database initialised with them needs the same ones)" >&2

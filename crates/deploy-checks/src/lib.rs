@@ -124,8 +124,30 @@ impl Compose {
             .unwrap_or_else(|| panic!("no compose service {name:?}"))
     }
 
-    /// A service's environment as a map (compose allows a map or a `NAME=value` list).
+    /// A service's environment as compose builds it: its `env_file`s (relative to `deploy/`),
+    /// then `environment` (a map or a `NAME=value` list), later entries winning.
     pub fn env(&self, service: &str) -> BTreeMap<String, String> {
+        let scalar = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        let definition = self.service(service);
+        let files: Vec<String> = match &definition["env_file"] {
+            Value::String(file) => vec![file.clone()],
+            Value::Array(files) => files.iter().map(scalar).collect(),
+            _ => Vec::new(),
+        };
+        let mut env: BTreeMap<String, String> = files
+            .iter()
+            .flat_map(|file| env_file(&read(&format!("deploy/{file}"))))
+            .collect();
+        env.extend(self.environment(service));
+        env
+    }
+
+    /// The service's `environment` key alone.
+    fn environment(&self, service: &str) -> BTreeMap<String, String> {
         let scalar = |v: &Value| match v {
             Value::String(s) => s.clone(),
             Value::Null => String::new(),

@@ -94,9 +94,10 @@ fn promql_queries() -> Vec<(String, String)> {
 }
 
 /// A Prometheus server process on a free loopback port; killed on drop.
-struct Prometheus {
+pub struct Prometheus {
     child: std::process::Child,
-    url: String,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -108,7 +109,8 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    fn start(binary: &std::path::Path, config: &str) -> Self {
+    /// Starts `binary` with `config` (and the flags compose uses) on a free port.
+    pub fn start(binary: &std::path::Path, config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -143,7 +145,7 @@ impl Prometheus {
         }
     }
 
-    async fn try_query(
+    pub async fn try_query(
         &self,
         http: &reqwest::Client,
         promql: &str,
@@ -156,7 +158,7 @@ impl Prometheus {
             .await
     }
 
-    async fn query(&self, http: &reqwest::Client, promql: &str) -> Value {
+    pub async fn query(&self, http: &reqwest::Client, promql: &str) -> Value {
         self.try_query(http, promql)
             .await
             .unwrap_or_else(|e| panic!("{promql}: {e}"))

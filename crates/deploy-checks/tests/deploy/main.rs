@@ -10,3 +10,5 @@ mod configs;
 mod dashboards;
 mod dockerfile;
 mod grafana;
+mod k8s;
+mod kind_up;
