@@ -32,7 +32,12 @@ impl Application {
         let users =
             UserServiceClient::new(telemetry::grpc::channel(&config.user_url, client_metrics)?);
         let tokens = Tokens::new(&config.jwt_secret, config.jwt_ttl_seconds);
-        let api = AuthApi::new(users, tokens, config.bcrypt_cost, logger.clone()).await?;
+        let hasher = crate::password::Hasher::new(
+            config.bcrypt_cost,
+            config.bcrypt_concurrency,
+            config.bcrypt_queue_timeout,
+        );
+        let api = AuthApi::new(users, tokens, hasher, logger.clone()).await?;
         Ok(Self {
             listeners,
             api,

@@ -17,6 +17,13 @@ pub const JWT_SECRET: &str = "JWT_SECRET";
 pub const JWT_TTL_SECONDS: &str = "JWT_TTL_SECONDS";
 /// bcrypt work factor (4 to 31).
 pub const BCRYPT_COST: &str = "BCRYPT_COST";
+/// How many bcrypt hashes run at once; the default is one per core.
+pub const BCRYPT_CONCURRENCY: &str = "BCRYPT_CONCURRENCY";
+/// How long a sign-up or login waits for a hashing turn before 503 `overloaded`, in ms.
+pub const BCRYPT_QUEUE_TIMEOUT_MS: &str = "BCRYPT_QUEUE_TIMEOUT_MS";
+
+/// Default for [`BCRYPT_QUEUE_TIMEOUT_MS`]: short, so an overloaded service says so quickly.
+pub const DEFAULT_BCRYPT_QUEUE_TIMEOUT_MS: u64 = 500;
 
 /// An HS256 key shorter than the hash output weakens it (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -36,6 +43,10 @@ pub struct Config {
     pub jwt_ttl_seconds: i64,
     /// bcrypt cost.
     pub bcrypt_cost: u32,
+    /// Hashes at once.
+    pub bcrypt_concurrency: usize,
+    /// Longest wait for a hashing turn.
+    pub bcrypt_queue_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -70,6 +81,19 @@ impl Config {
                 reason: format!("must be between 4 and 31, got {bcrypt_cost}"),
             });
         }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let bcrypt_concurrency = parse_var(&lookup, BCRYPT_CONCURRENCY, cores)?;
+        if bcrypt_concurrency == 0 {
+            return Err(ConfigError {
+                variable: BCRYPT_CONCURRENCY,
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let bcrypt_queue_timeout = std::time::Duration::from_millis(parse_var(
+            &lookup,
+            BCRYPT_QUEUE_TIMEOUT_MS,
+            DEFAULT_BCRYPT_QUEUE_TIMEOUT_MS,
+        )?);
         let user_url: String = parse_var(&lookup, USER_URL, "http://127.0.0.1:50052".to_owned())?;
         let scheme_ok = user_url.starts_with("http://") || user_url.starts_with("https://");
         if !scheme_ok || tonic::transport::Endpoint::from_shared(user_url.clone()).is_err() {
@@ -93,6 +117,8 @@ impl Config {
             jwt_secret,
             jwt_ttl_seconds,
             bcrypt_cost,
+            bcrypt_concurrency,
+            bcrypt_queue_timeout,
         })
     }
 }

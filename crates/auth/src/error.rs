@@ -26,6 +26,12 @@ pub enum AuthError {
     /// A well-formed token past its expiry.
     #[error("token expired")]
     TokenExpired,
+    /// Too many sign-ups and logins are hashing already; the caller should retry shortly.
+    #[error("too many sign-ups and logins in progress")]
+    Overloaded,
+    /// A stored password hash bcrypt cannot read: logged, answered like a failed login.
+    #[error("stored password hash unusable: {0}")]
+    StoredHashUnusable(String),
     /// The user service did not answer.
     #[error("user service unavailable: {0}")]
     UserServiceUnavailable(String),
@@ -47,7 +53,9 @@ impl AuthError {
     pub fn is_server_fault(&self) -> bool {
         matches!(
             self,
-            AuthError::UserServiceUnavailable(_) | AuthError::Internal(_)
+            AuthError::UserServiceUnavailable(_)
+                | AuthError::Internal(_)
+                | AuthError::StoredHashUnusable(_)
         )
     }
 
@@ -94,7 +102,14 @@ impl From<AuthError> for tonic::Status {
                 "USER_SERVICE_UNAVAILABLE",
                 "the user service is unavailable",
             ),
-            AuthError::Internal(_) => errors::status(Code::Internal, "INTERNAL", "internal error"),
+            AuthError::Overloaded => errors::status(
+                Code::ResourceExhausted,
+                "OVERLOADED",
+                "too many sign-ups and logins in progress; retry shortly",
+            ),
+            AuthError::StoredHashUnusable(_) | AuthError::Internal(_) => {
+                errors::status(Code::Internal, "INTERNAL", "internal error")
+            }
         }
     }
 }
@@ -138,6 +153,7 @@ mod tests {
                 "TOKEN_EXPIRED",
             ),
             (AuthError::EmailTaken, Code::AlreadyExists, "EMAIL_TAKEN"),
+            (AuthError::Overloaded, Code::ResourceExhausted, "OVERLOADED"),
             (
                 AuthError::Internal("db at 10.1.1.1".into()),
                 Code::Internal,

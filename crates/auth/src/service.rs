@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::error::AuthError;
-use crate::password;
+use crate::password::Hasher;
 use crate::tokens::Tokens;
 use crate::validation::{Email, MAX_PASSWORD_BYTES, Name, Password};
 
@@ -26,7 +26,7 @@ pub type UsersClient = UserServiceClient<ClientService<Channel>>;
 pub struct AuthApi {
     users: UsersClient,
     tokens: Arc<Tokens>,
-    bcrypt_cost: u32,
+    hasher: Hasher,
     /// A hash to verify against when the email is unknown, so that an unknown email costs the
     /// same bcrypt time as a wrong password and response times do not reveal who is registered.
     dummy_hash: Arc<str>,
@@ -34,13 +34,14 @@ pub struct AuthApi {
 }
 
 impl AuthApi {
-    /// Builds the API; computes the timing-equaliser hash once, at `bcrypt_cost`.
+    /// Builds the API; computes the timing-equaliser hash once, at the hasher's cost.
     pub async fn new(
         users: UsersClient,
         tokens: Tokens,
-        bcrypt_cost: u32,
+        hasher: Hasher,
         logger: slog::Logger,
     ) -> Result<Self, AuthError> {
+        let bcrypt_cost = hasher.cost();
         // Not through `password::hash`: start-up work belongs to no request and must not
         // appear in Tempo as a stray root span.
         let dummy_hash = tokio::task::spawn_blocking(move || {
@@ -52,7 +53,7 @@ impl AuthApi {
         Ok(Self {
             users,
             tokens: Arc::new(tokens),
-            bcrypt_cost,
+            hasher,
             dummy_hash: dummy_hash.into(),
             logger,
         })
@@ -70,7 +71,7 @@ impl AuthApi {
         let email = Email::parse(&request.email)?;
         let password = Password::parse_new(request.password)?;
         let name = Name::parse(&request.name)?;
-        let password_hash = password::hash(password, self.bcrypt_cost).await?;
+        let password_hash = self.hasher.hash(password).await?;
         let created = self
             .users
             .clone()
@@ -99,7 +100,9 @@ impl AuthApi {
             Ok(email) if !too_long => email,
             _ => {
                 // Spend the same bcrypt time as a real check, so timing reveals nothing either.
-                password::verify(password, self.dummy_hash.to_string()).await?;
+                self.hasher
+                    .verify(password, self.dummy_hash.to_string())
+                    .await?;
                 return Err(AuthError::InvalidCredentials);
             }
         };
@@ -120,7 +123,17 @@ impl AuthApi {
             }
             Err(status) => return Err(AuthError::from_user_service(status)),
         };
-        let matches = password::verify(password, hash).await?;
+        let matches = match self.hasher.verify(password, hash).await {
+            Ok(matches) => matches,
+            // The account cannot log in until its hash is repaired: say so to the operators,
+            // and to the caller exactly what any failed login says.
+            Err(AuthError::StoredHashUnusable(cause)) => {
+                slog::error!(self.logger, "stored password hash unusable";
+                    "user_id" => user_id.as_deref().unwrap_or_default(), "error" => cause);
+                false
+            }
+            Err(error) => return Err(error),
+        };
         let Some(user_id) = user_id.filter(|_| matches) else {
             slog::info!(self.logger, "login refused");
             return Err(AuthError::InvalidCredentials);

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// A dependency (auth, user) is down or timing out.
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
+    /// auth sheds load: sign-ups and logins are hashing at capacity. 503 with `Retry-After`.
+    #[error("overloaded")]
+    Overloaded,
     /// Our fault; the cause is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,6 +57,7 @@ impl ApiError {
         match self {
             ApiError::Client { code, .. } => code,
             ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Overloaded => "overloaded",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -76,6 +80,11 @@ impl From<tonic::Status> for ApiError {
             _ => None,
         };
         match (client_status, proto::errors::reason(&status)) {
+            (None, Some(reason))
+                if status.code() == Code::ResourceExhausted && reason == "OVERLOADED" =>
+            {
+                ApiError::Overloaded
+            }
             (Some(http), Some(reason)) => {
                 ApiError::client(http, &reason.to_lowercase(), status.message())
             }
@@ -97,7 +106,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Client { status, .. } => *status,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,11 +117,19 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => {
                 "a backing service is unavailable; try again shortly".to_owned()
             }
+            ApiError::Overloaded => {
+                "too many sign-ups and logins in progress; retry after a second".to_owned()
+            }
             ApiError::Internal(_) => "internal error".to_owned(),
         };
         // Called inside the request's root span, so these are the ids in the response headers.
         let trace_id = telemetry::current_trace_ids().map(|ids| ids.trace_id_hex());
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Overloaded) {
+            // Seconds: the pool frees a turn every few hundred milliseconds.
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        response.json(ErrorBody {
             code: self.code().to_owned(),
             message,
             trace_id,
@@ -207,6 +224,19 @@ mod tests {
             assert_eq!(body(&error)["code"], expected);
             assert_eq!(body(&error)["message"], "msg");
         }
+    }
+
+    #[test]
+    fn an_overloaded_auth_is_503_overloaded_with_retry_after() {
+        let error = ApiError::from(proto::errors::status(
+            tonic::Code::ResourceExhausted,
+            "OVERLOADED",
+            "busy",
+        ));
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get("retry-after").unwrap(), "1");
+        assert_eq!(body(&error)["code"], "overloaded");
     }
 
     #[test]

@@ -6,12 +6,17 @@
 //! the remote span's child, and counts the call; the client layer opens a client span as a child
 //! of the current span and injects *that* span's context, so the callee's server span hangs under
 //! the caller's client span and one request stays one tree across processes.
+//!
+//! Deadlines travel the same way: the server layer reads the caller's `grpc-timeout` and keeps
+//! it for the handler ([`current_deadline`]); the client layer sends every call the time that is
+//! left of it (or [`DEFAULT_CALL_TIMEOUT`] where there is none), so a callee never starts work
+//! that its caller has already given up on.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opentelemetry::global;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
@@ -23,6 +28,49 @@ use crate::metrics::GrpcMetrics;
 
 /// The health service is polled every few seconds by orchestrators: count it, do not trace it.
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// The deadline of a call made outside any served call (the gateway's), and the longest any call
+/// may take.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The gRPC metadata key carrying a call's deadline as a relative timeout.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+tokio::task_local! {
+    /// The deadline of the call the current task is serving.
+    static DEADLINE: Instant;
+}
+
+/// The deadline of the gRPC call being served by the current task, when its caller sent one
+/// (`grpc-timeout`). Work that cannot finish before it is not worth starting.
+pub fn current_deadline() -> Option<Instant> {
+    DEADLINE.try_with(|deadline| *deadline).ok()
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let digits = value.get(..value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match &value[digits.len()..] {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Formats `timeout` for `grpc-timeout`, in milliseconds (rounded up, so a tiny remainder is not
+/// sent as "no time at all" by rounding).
+fn format_grpc_timeout(timeout: Duration) -> String {
+    let millis = timeout.as_nanos().div_ceil(1_000_000).min(99_999_999);
+    format!("{millis}m")
+}
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -174,6 +222,12 @@ where
             let _ = span.set_parent(parent);
             span
         };
+        let deadline = request
+            .headers()
+            .get(GRPC_TIMEOUT)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|timeout| Instant::now() + timeout);
         let completion = Completion::start(self.metrics.clone(), &service, &method);
         // Take the service that poll_ready prepared; leave a fresh clone for the next call.
         let clone = self.inner.clone();
@@ -182,7 +236,10 @@ where
         let logger = self.logger.clone();
         Box::pin(
             async move {
-                let result = future.await;
+                let result = match deadline {
+                    Some(deadline) => DEADLINE.scope(deadline, future).await,
+                    None => future.await,
+                };
                 let code = match &result {
                     Ok(response) => status_from_headers(response.headers()),
                     Err(_) => tonic::Code::Internal,
@@ -334,6 +391,16 @@ where
                 server.port = server_port,
             )
         };
+        // What is left of the call being served, if any: the callee gets no more time than that.
+        if !request.headers().contains_key(GRPC_TIMEOUT) {
+            let left = current_deadline().map_or(DEFAULT_CALL_TIMEOUT, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+            let value = format_grpc_timeout(left.min(DEFAULT_CALL_TIMEOUT));
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                request.headers_mut().insert(GRPC_TIMEOUT, value);
+            }
+        }
         // Inject the client span's own context: the callee becomes its child, not its sibling.
         let context = span.context();
         global::get_text_map_propagator(|p| {
@@ -374,7 +441,7 @@ pub fn channel(
 ) -> Result<ClientService<tonic::transport::Channel>, tonic::transport::Error> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
         .connect_timeout(std::time::Duration::from_secs(2))
-        .timeout(std::time::Duration::from_secs(10));
+        .timeout(DEFAULT_CALL_TIMEOUT);
     let layer = ClientLayer::new(metrics, endpoint.uri());
     Ok(layer.layer(endpoint.connect_lazy()))
 }
@@ -499,6 +566,27 @@ pub enum ServeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_and_format_as_the_spec_says() {
+        assert_eq!(parse_grpc_timeout("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
+        for bad in ["", "S", "10", "10s", "123456789S", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+        assert_eq!(format_grpc_timeout(Duration::from_secs(10)), "10000m");
+        assert_eq!(
+            format_grpc_timeout(Duration::from_micros(1)),
+            "1m",
+            "rounded up"
+        );
+        assert_eq!(
+            format_grpc_timeout(Duration::from_secs(10 * 86_400 * 365)),
+            "99999999m"
+        );
+    }
     use opentelemetry::baggage::BaggageExt as _;
 
     use opentelemetry::trace::TracerProvider as _;
@@ -563,6 +651,64 @@ mod tests {
             "the client span, not the caller, is the parent"
         );
         assert_eq!(headers["baggage"].to_str().unwrap(), "tenant=acme");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_received_is_passed_on_shortened_and_a_call_without_one_gets_the_default() {
+        // A server whose handler calls onwards, as auth calls user.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let captured = seen.clone();
+        let downstream = tower::service_fn(move |request: http::Request<()>| {
+            let timeout = request.headers().get("grpc-timeout").cloned();
+            captured.lock().unwrap().push(timeout);
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
+        });
+        let (_registry, client_metrics) = metrics(crate::metrics::Side::Client);
+        let client = ClientLayer::new(client_metrics, &"http://user:50052".parse().unwrap())
+            .layer(downstream);
+        let handler = tower::service_fn(move |_request: http::Request<()>| {
+            let mut client = client.clone();
+            async move {
+                assert!(
+                    current_deadline().is_some(),
+                    "the handler sees its deadline"
+                );
+                client.call(request(&[])).await
+            }
+        });
+        let (_registry, server_metrics) = metrics(crate::metrics::Side::Server);
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut server = ServerLayer::new(logger, server_metrics).layer(handler);
+
+        server
+            .call(request(&[("grpc-timeout", "2S")]))
+            .await
+            .unwrap();
+        let sent = seen
+            .lock()
+            .unwrap()
+            .pop()
+            .flatten()
+            .expect("a grpc-timeout sent on");
+        let sent = parse_grpc_timeout(sent.to_str().unwrap()).unwrap();
+        assert!(
+            sent <= Duration::from_secs(2) && sent > Duration::ZERO,
+            "{sent:?}"
+        );
+
+        // Outside any served call (the gateway's calls): the default deadline.
+        assert!(current_deadline().is_none());
+        let (_registry, metrics) = metrics(crate::metrics::Side::Client);
+        let direct = Arc::new(Mutex::new(None));
+        let captured = direct.clone();
+        let inner = tower::service_fn(move |request: http::Request<()>| {
+            *captured.lock().unwrap() = request.headers().get("grpc-timeout").cloned();
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
+        });
+        let mut client =
+            ClientLayer::new(metrics, &"http://auth:50051".parse().unwrap()).layer(inner);
+        client.call(request(&[])).await.unwrap();
+        assert_eq!(direct.lock().unwrap().take().unwrap(), "10000m");
     }
 
     #[tokio::test]

@@ -26,6 +26,10 @@ pub fn auth_config(user_url: String) -> auth::Config {
         jwt_ttl_seconds: 900,
         // The minimum cost keeps the suite fast; production uses bcrypt's default (12).
         bcrypt_cost: 4,
+        bcrypt_concurrency: 2,
+        bcrypt_queue_timeout: std::time::Duration::from_millis(
+            auth::config::DEFAULT_BCRYPT_QUEUE_TIMEOUT_MS,
+        ),
     }
 }
 

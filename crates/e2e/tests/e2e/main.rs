@@ -4,5 +4,6 @@
 
 mod lifecycle;
 mod loadgen;
+mod overload;
 mod run_local;
 mod trace;

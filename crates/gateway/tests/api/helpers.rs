@@ -50,6 +50,10 @@ async fn start_auth(user_url: String, stop: &mut Vec<tokio::sync::oneshot::Sende
         jwt_secret: SecretString::from(SECRET.to_owned()),
         jwt_ttl_seconds: 900,
         bcrypt_cost: 4,
+        bcrypt_concurrency: 2,
+        bcrypt_queue_timeout: std::time::Duration::from_millis(
+            auth::config::DEFAULT_BCRYPT_QUEUE_TIMEOUT_MS,
+        ),
     };
     let app = auth::Application::build(
         config,
