@@ -12,6 +12,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestAuth {
     pub client: AuthServiceClient<Channel>,
     pub metrics_addr: SocketAddr,
+    /// The user service behind auth, for tests that arrange its data directly.
+    pub user_url: String,
     _stop: Vec<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
     _database: Option<testkit::postgres::TestDatabase>,
@@ -78,10 +80,11 @@ pub async fn spawn() -> TestAuth {
     let user_url = format!("http://{}", user_app.grpc_addr());
     let (stop_user, user_stopped) = testkit::stopper();
     tokio::spawn(user_app.run(user_stopped));
-    let (client, metrics_addr, stop_auth) = spawn_auth(user_url).await;
+    let (client, metrics_addr, stop_auth) = spawn_auth(user_url.clone()).await;
     TestAuth {
         client,
         metrics_addr,
+        user_url,
         _stop: vec![stop_auth, stop_user],
         _dir: dir,
         _database: database,
