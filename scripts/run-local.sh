@@ -15,7 +15,10 @@ export DATA_DIR=${DATA_DIR:-data}
 # project must not point these services at your database or give all three one name.
 unset OTEL_SERVICE_NAME
 # A fresh signing key per run unless you bring your own: tokens from an earlier run stop working.
-export JWT_SECRET=${JWT_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
+# Only auth signs and checks tokens, so only auth is given the key (not exported: gateway and
+# user must not inherit it, even when it came from your shell).
+jwt_secret=${JWT_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
+unset JWT_SECRET
 # Telemetry is optional: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4317) to export
 # spans; without it, spans still get ids, so log lines and response headers correlate.
 
@@ -37,8 +40,8 @@ user_url=http://127.0.0.1:$USER_GRPC_PORT
 auth_url=http://127.0.0.1:$AUTH_GRPC_PORT
 DATABASE_URL=sqlite://$DATA_DIR/users.db GRPC_ADDR=127.0.0.1:$USER_GRPC_PORT METRICS_ADDR=127.0.0.1:$USER_METRICS_PORT \
   "$BIN/user" & pids+=($!)
-GRPC_ADDR=127.0.0.1:$AUTH_GRPC_PORT METRICS_ADDR=127.0.0.1:$AUTH_METRICS_PORT USER_URL=$user_url \
-  "$BIN/auth" & pids+=($!)
+JWT_SECRET=$jwt_secret GRPC_ADDR=127.0.0.1:$AUTH_GRPC_PORT METRICS_ADDR=127.0.0.1:$AUTH_METRICS_PORT \
+  USER_URL=$user_url "$BIN/auth" & pids+=($!)
 HTTP_ADDR=127.0.0.1:$HTTP_PORT AUTH_URL=$auth_url USER_URL=$user_url \
   "$BIN/gateway" & pids+=($!)
 

@@ -33,6 +33,8 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
         .env("AUTH_METRICS_PORT", ports[3].to_string())
         .env("USER_METRICS_PORT", ports[4].to_string())
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        // A key exported in the developer's shell: it must reach auth, and only auth.
+        .env("JWT_SECRET", "shell-exported-key-0123456789abcdef0123")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -89,6 +91,9 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
         "{banner_text}"
     );
 
+    #[cfg(target_os = "linux")]
+    only_auth_holds_the_signing_key(child.id().unwrap());
+
     // Ctrl-C: SIGINT to the script.
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
@@ -110,4 +115,34 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
             "port {port} still answers: a service outlived the script"
         );
     }
+}
+
+/// Each service process started by the script (its children), by name, with its environment.
+#[cfg(target_os = "linux")]
+fn only_auth_holds_the_signing_key(script: u32) {
+    let children =
+        std::fs::read_to_string(format!("/proc/{script}/task/{script}/children")).unwrap();
+    let mut seen = Vec::new();
+    for pid in children.split_whitespace() {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let name = exe
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !["gateway", "auth", "user"].contains(&name.as_str()) {
+            continue; // the script's own `sleep`
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let has_key = environ
+            .split(|b| *b == 0)
+            .any(|var| var.starts_with(b"JWT_SECRET="));
+        assert_eq!(
+            has_key,
+            name == "auth",
+            "{name}: JWT_SECRET in its environment: {has_key}"
+        );
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(seen, ["auth", "gateway", "user"]);
 }
