@@ -18,6 +18,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     addr: SocketAddr,
     logger: slog::Logger,
+    limits: web::Data<crate::limits::Limits>,
 }
 
 impl Application {
@@ -28,6 +29,9 @@ impl Application {
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
         let clients = web::Data::new(Clients::new(&config.auth_url, &config.user_url, &registry)?);
+        let limits = web::Data::new(crate::limits::Limits::new(config.limits));
+        let trusted_proxies = config.trusted_proxies.clone();
+        let app_limits = limits.clone();
         let prometheus =
             telemetry::http::prometheus_metrics(&registry).map_err(|e| anyhow::anyhow!(e))?;
         let listener = TcpListener::bind(config.http_addr)?;
@@ -42,6 +46,8 @@ impl Application {
             // `/metrics` (answered by the prometheus middleware itself) names its trace.
             App::new()
                 .app_data(clients.clone())
+                .app_data(app_limits.clone())
+                .app_data(trusted_proxies.clone())
                 .app_data(json)
                 .wrap(prometheus.clone())
                 .wrap(RequestTelemetry::new(request_logger.clone()))
@@ -69,6 +75,7 @@ impl Application {
             server: server.run(),
             addr,
             logger,
+            limits,
         })
     }
 
@@ -83,6 +90,15 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         slog::info!(self.logger, "gateway listening"; "http.addr" => %self.addr, "url" => format!("http://{}", self.addr));
+        // Keys whose limits have refilled are forgotten, so the tables hold one period's traffic.
+        let limits = self.limits.clone();
+        let forget = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limits.forget_idle();
+            }
+        });
         let handle = self.server.handle();
         let logger = self.logger.clone();
         tokio::spawn(async move {
@@ -90,7 +106,9 @@ impl Application {
             slog::info!(logger, "shutting down: draining in-flight requests");
             handle.stop(true).await;
         });
-        self.server.await?;
+        let served = self.server.await;
+        forget.abort();
+        served?;
         Ok(())
     }
 }

@@ -14,9 +14,25 @@ pub const USER_URL: &str = "USER_URL";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 /// actix-web worker threads; 0 means one per core.
 pub const HTTP_WORKERS: &str = "HTTP_WORKERS";
+/// Proxies whose `X-Forwarded-For` is believed: comma-separated addresses or CIDR networks.
+pub const TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
+/// Sign-ups per client address, `N/Ss` or `off`.
+pub const RATE_LIMIT_SIGNUP_PER_IP: &str = "RATE_LIMIT_SIGNUP_PER_IP";
+/// Logins per client address, `N/Ss` or `off`.
+pub const RATE_LIMIT_LOGIN_PER_IP: &str = "RATE_LIMIT_LOGIN_PER_IP";
+/// Logins per account, `N/Ss` or `off`.
+pub const RATE_LIMIT_LOGIN_PER_ACCOUNT: &str = "RATE_LIMIT_LOGIN_PER_ACCOUNT";
+
+/// Default for [`RATE_LIMIT_SIGNUP_PER_IP`].
+pub const DEFAULT_SIGNUP_PER_IP: &str = "30/60s";
+/// Default for [`RATE_LIMIT_LOGIN_PER_IP`]: room for an office behind one NAT address.
+pub const DEFAULT_LOGIN_PER_IP: &str = "120/60s";
+/// Default for [`RATE_LIMIT_LOGIN_PER_ACCOUNT`]: a person mistyping is never stopped; a
+/// guesser gets 20 tries a minute.
+pub const DEFAULT_LOGIN_PER_ACCOUNT: &str = "20/60s";
 
 /// The gateway's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// HTTP listen address; port 0 picks a free port (tests).
     pub http_addr: SocketAddr,
@@ -28,6 +44,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Worker threads; 0 lets actix pick one per core.
     pub workers: usize,
+    /// Whose `X-Forwarded-For` to believe.
+    pub trusted_proxies: telemetry::http::TrustedProxies,
+    /// Rate limits on sign-up and login.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 impl Config {
@@ -55,12 +75,32 @@ impl Config {
                 reason: format!("must be at least 256, got {max_body_bytes}"),
             });
         }
+        let rate = |name: &'static str, default: &str| {
+            let text: String = parse_var(&lookup, name, default.to_owned())?;
+            crate::limits::Rate::parse(&text).map_err(|reason| ConfigError {
+                variable: name,
+                reason,
+            })
+        };
+        let limits = crate::limits::LimitsConfig {
+            signup_per_ip: rate(RATE_LIMIT_SIGNUP_PER_IP, DEFAULT_SIGNUP_PER_IP)?,
+            login_per_ip: rate(RATE_LIMIT_LOGIN_PER_IP, DEFAULT_LOGIN_PER_IP)?,
+            login_per_account: rate(RATE_LIMIT_LOGIN_PER_ACCOUNT, DEFAULT_LOGIN_PER_ACCOUNT)?,
+        };
+        let proxies: String = parse_var(&lookup, TRUSTED_PROXIES, String::new())?;
+        let trusted_proxies =
+            telemetry::http::TrustedProxies::parse(&proxies).map_err(|reason| ConfigError {
+                variable: TRUSTED_PROXIES,
+                reason,
+            })?;
         Ok(Self {
             http_addr: parse_var(&lookup, HTTP_ADDR, SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             auth_url: url(AUTH_URL, "http://127.0.0.1:50051")?,
             user_url: url(USER_URL, "http://127.0.0.1:50052")?,
             max_body_bytes,
             workers: parse_var(&lookup, HTTP_WORKERS, 0usize)?,
+            trusted_proxies,
+            limits,
         })
     }
 }
@@ -84,6 +124,8 @@ mod tests {
             (AUTH_URL, "auth:50051"),
             (MAX_BODY_BYTES, "10"),
             (HTTP_WORKERS, "-1"),
+            (TRUSTED_PROXIES, "proxy.local"),
+            (RATE_LIMIT_LOGIN_PER_ACCOUNT, "lots"),
         ] {
             let error = Config::from_lookup(|n| (n == name).then(|| value.to_owned())).unwrap_err();
             assert_eq!(error.variable, name, "{value}");

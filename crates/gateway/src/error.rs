@@ -37,6 +37,12 @@ pub enum ApiError {
     /// auth sheds load: sign-ups and logins are hashing at capacity. 503 with `Retry-After`.
     #[error("overloaded")]
     Overloaded,
+    /// The client (or the account) has used up its rate limit. 429 with `Retry-After`.
+    #[error("rate limited for {retry_after} s")]
+    RateLimited {
+        /// Seconds until a retry gets through.
+        retry_after: u64,
+    },
     /// Our fault; the cause is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -58,6 +64,7 @@ impl ApiError {
             ApiError::Client { code, .. } => code,
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Overloaded => "overloaded",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -107,6 +114,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Client { status, .. } => *status,
             ApiError::Unavailable(_) | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,14 +128,22 @@ impl ResponseError for ApiError {
             ApiError::Overloaded => {
                 "too many sign-ups and logins in progress; retry after a second".to_owned()
             }
+            ApiError::RateLimited { retry_after } => {
+                format!("too many attempts; retry in {retry_after} s")
+            }
             ApiError::Internal(_) => "internal error".to_owned(),
         };
         // Called inside the request's root span, so these are the ids in the response headers.
         let trace_id = telemetry::current_trace_ids().map(|ids| ids.trace_id_hex());
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Overloaded) {
-            // Seconds: the pool frees a turn every few hundred milliseconds.
-            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        let retry_after = match self {
+            // The hashing pool frees a turn every few hundred milliseconds.
+            ApiError::Overloaded => Some(1),
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
         }
         response.json(ErrorBody {
             code: self.code().to_owned(),

@@ -11,12 +11,14 @@
 //! | [`clients`] | traced gRPC clients for auth and user |
 //! | [`routes`] | handlers and the OpenAPI document |
 //! | [`error`] | the one error type and its HTTP mapping |
+//! | [`limits`] | rate limits on sign-up and login (per client address, per account) |
 //! | [`app`] | server wiring, middleware order, graceful shutdown |
 
 pub mod app;
 pub mod clients;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod routes;
 
 pub use app::Application;

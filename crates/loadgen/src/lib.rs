@@ -148,6 +148,12 @@ impl Operation {
         }
     }
 
+    /// Whether `status` is a correct answer to this request: its expected status, or 429, the
+    /// gateway's rate limit doing its job under a heavy load from one address.
+    pub fn answered_correctly(self, status: Option<u16>) -> bool {
+        status == Some(self.expected_status()) || status == Some(429)
+    }
+
     /// The name the summary prints.
     pub fn name(self) -> &'static str {
         match self {
@@ -214,11 +220,12 @@ impl Summary {
         self.counts.values().sum()
     }
 
-    /// Requests whose answer was not the one they should get (including no answer at all).
+    /// Requests whose answer was not a correct one (including no answer at all; a 429 is a
+    /// correct answer to too many requests).
     pub fn unexpected(&self) -> u64 {
         self.counts
             .iter()
-            .filter(|((operation, status), _)| *status != Some(operation.expected_status()))
+            .filter(|((operation, status), _)| !operation.answered_correctly(*status))
             .map(|(_, count)| count)
             .sum()
     }
@@ -248,7 +255,7 @@ impl fmt::Display for Summary {
         )?;
         writeln!(f, "  {:<24} {:>6} {:>8}  ", "operation", "status", "count")?;
         for ((operation, status), count) in &self.counts {
-            let expected = *status == Some(operation.expected_status());
+            let expected = operation.answered_correctly(*status);
             let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
             let mark = if expected { "" } else { "  <- unexpected" };
             writeln!(f, "  {:<24} {status:>6} {count:>8}{mark}", operation.name())?;
@@ -485,7 +492,8 @@ mod tests {
         summary.record(Operation::Me, Some(200), ms(9), Some("abc".into()));
         summary.record(Operation::Me, Some(503), ms(1), None);
         summary.record(Operation::Login, None, ms(30), None);
-        assert_eq!(summary.total(), 4);
+        summary.record(Operation::Login, Some(429), ms(1), None);
+        assert_eq!(summary.total(), 5);
         assert_eq!(summary.unexpected(), 2);
         assert_eq!(
             summary.slowest_trace_id(),

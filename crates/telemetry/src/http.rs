@@ -50,6 +50,66 @@ impl Extractor for ActixHeaders<'_> {
 /// the crate's default builder predates.
 pub struct HttpSpan;
 
+/// The proxies whose `X-Forwarded-For` is believed, as app data
+/// (`App::new().app_data(TrustedProxies::new(...))`). Without it, or empty, the client is the
+/// socket's peer and `X-Forwarded-For` is ignored: any client can write that header.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Trusts the proxies in `networks` (single addresses are /32 or /128 networks).
+    pub fn new(networks: Vec<ipnet::IpNet>) -> Self {
+        Self(networks)
+    }
+
+    /// Parses a comma-separated list of addresses and CIDR networks; empty trusts none.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{item:?} is neither an IP address nor a CIDR network"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.0.iter().any(|network| network.contains(&ip))
+    }
+}
+
+/// The address of the client that sent `request`: the socket's peer, or, when the peer is a
+/// trusted proxy, the nearest address in `X-Forwarded-For` that is not one of ours (read from
+/// the right, since a client can prepend anything it likes).
+pub fn client_ip(request: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = request.peer_addr()?.ip();
+    let Some(trusted) = request
+        .app_data::<TrustedProxies>()
+        .filter(|trusted| trusted.trusts(peer))
+    else {
+        return Some(peer);
+    };
+    let forwarded: Vec<std::net::IpAddr> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|item| item.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .iter()
+            .rev()
+            .copied()
+            .find(|ip| !trusted.trusts(*ip))
+            .or_else(|| forwarded.first().copied())
+            .unwrap_or(peer),
+    )
+}
+
 impl RootSpanBuilder for HttpSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let path = request.path();
@@ -77,7 +137,7 @@ impl RootSpanBuilder for HttpSpan {
             url.path = %path,
             url.scheme = %connection.scheme(),
             server.address = %connection.host(),
-            client.address = %connection.realip_remote_addr().unwrap_or(""),
+            client.address = %client_ip(request.request()).map(|ip| ip.to_string()).unwrap_or_default(),
             user_agent.original = %user_agent,
             network.protocol.version = protocol_version(request.version()),
             error.type = tracing::field::Empty,
@@ -227,4 +287,60 @@ pub fn prometheus_metrics(
         .endpoint("/metrics")
         .mask_unmatched_patterns("UNKNOWN")
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn request(peer: &str, forwarded: Option<&str>, trusted: &str) -> actix_web::HttpRequest {
+        let mut request = TestRequest::default()
+            .peer_addr(format!("{peer}:40000").parse().unwrap())
+            .app_data(TrustedProxies::parse(trusted).unwrap());
+        if let Some(forwarded) = forwarded {
+            request = request.insert_header(("x-forwarded-for", forwarded));
+        }
+        request.to_http_request()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        // Anyone can write the header: from an untrusted peer it is ignored.
+        assert_eq!(
+            client_ip(&request("203.0.113.9", Some("1.2.3.4"), "")),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(&request("203.0.113.9", Some("1.2.3.4"), "10.0.0.0/8")),
+            ip("203.0.113.9")
+        );
+        // From our proxy: the nearest address that is not ours, read from the right, so a
+        // client prepending a fake address gains nothing.
+        assert_eq!(
+            client_ip(&request(
+                "10.0.0.2",
+                Some("6.6.6.6, 198.51.100.7"),
+                "10.0.0.0/8"
+            )),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(&request(
+                "10.0.0.2",
+                Some("198.51.100.7, 10.0.0.3"),
+                "10.0.0.0/8"
+            )),
+            ip("198.51.100.7"),
+            "a chain of our own proxies is skipped"
+        );
+        assert_eq!(
+            client_ip(&request("10.0.0.2", Some("garbage"), "10.0.0.0/8")),
+            ip("10.0.0.2"),
+            "nothing usable: the proxy itself"
+        );
+        assert!(TrustedProxies::parse("10.0.0.1, fd00::/8").is_ok());
+        assert!(TrustedProxies::parse("proxy.local").is_err());
+    }
 }

@@ -67,6 +67,10 @@ fn env_for(
         ("RUST_LOG", "info".to_owned()),
         // The minimum cost keeps the suites fast; production uses bcrypt's default (12).
         ("BCRYPT_COST", "4".to_owned()),
+        // Every request here comes from 127.0.0.1: rate limits off unless a test turns them on.
+        ("RATE_LIMIT_SIGNUP_PER_IP", "off".to_owned()),
+        ("RATE_LIMIT_LOGIN_PER_IP", "off".to_owned()),
+        ("RATE_LIMIT_LOGIN_PER_ACCOUNT", "off".to_owned()),
     ]);
     env.extend(extra.iter().cloned());
     env

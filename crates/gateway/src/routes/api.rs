@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clients::Clients;
 use crate::error::{ApiError, ErrorBody};
+use crate::limits::Limits;
 
 /// `POST /api/v1/signup` body. No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -89,13 +90,17 @@ impl TryFrom<Option<User>> for UserView {
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_email`, `password_too_short`, `password_too_long`, `invalid_name`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many sign-ups from this address; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, or `overloaded` (see `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn signup(
     clients: web::Data<Clients>,
+    limits: web::Data<Limits>,
+    request: HttpRequest,
     body: web::Json<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
+    limits.signup(telemetry::http::client_ip(&request))?;
     let body = body.into_inner();
     let response = clients
         .auth
@@ -117,14 +122,18 @@ pub async fn signup(
         (status = 200, description = "Logged in", body = TokenView),
         (status = 400, description = "`malformed_json` or `invalid_request`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: unknown email and wrong password alike", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many logins from this address or for this account; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, or `overloaded` (see `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn login(
     clients: web::Data<Clients>,
+    limits: web::Data<Limits>,
+    request: HttpRequest,
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    limits.login(telemetry::http::client_ip(&request), &body.email)?;
     let response = clients
         .auth
         .clone()

@@ -72,15 +72,30 @@ async fn start_auth(user_url: String, stop: &mut Vec<tokio::sync::oneshot::Sende
 fn start_gateway(
     auth_url: String,
     user_url: String,
+    settings: &[(&str, &str)],
     stop: &mut Vec<tokio::sync::oneshot::Sender<()>>,
 ) -> SocketAddr {
-    let config = gateway::Config {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        auth_url,
-        user_url,
-        max_body_bytes: 4096,
-        workers: 1,
-    };
+    // The settings a deployment would give it; rate limits off unless a test turns them on, so
+    // tests that send many requests test what they are about.
+    let mut env: std::collections::HashMap<String, String> = [
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("AUTH_URL", auth_url.as_str()),
+        ("USER_URL", user_url.as_str()),
+        ("MAX_BODY_BYTES", "4096"),
+        ("HTTP_WORKERS", "1"),
+        ("RATE_LIMIT_SIGNUP_PER_IP", "off"),
+        ("RATE_LIMIT_LOGIN_PER_IP", "off"),
+        ("RATE_LIMIT_LOGIN_PER_ACCOUNT", "off"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.extend(
+        settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let config = gateway::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
     let app = gateway::Application::build(
         config,
         telemetry::logs::test_logger("gateway"),
@@ -97,12 +112,17 @@ fn start_gateway(
 impl TestApp {
     /// Gateway, auth and user, all up.
     pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// [`TestApp::spawn`] with gateway `settings` (environment variable, value) added.
+    pub async fn spawn_with(settings: &[(&str, &str)]) -> Self {
         testkit::init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let mut stop = Vec::new();
         let (user_url, database) = start_user(dir.path(), &mut stop).await;
         let auth_url = start_auth(user_url.clone(), &mut stop).await;
-        let addr = start_gateway(auth_url, user_url, &mut stop);
+        let addr = start_gateway(auth_url, user_url, settings, &mut stop);
         let mut app = Self::new(addr, stop, dir);
         app._database = database;
         app
@@ -114,7 +134,7 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut stop = Vec::new();
         let dead = testkit::DeadEndpoint::reserve();
-        let addr = start_gateway(dead.url(), dead.url(), &mut stop);
+        let addr = start_gateway(dead.url(), dead.url(), &[], &mut stop);
         let mut app = Self::new(addr, stop, dir);
         app._dead = Some(dead);
         app

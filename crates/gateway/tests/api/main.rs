@@ -6,4 +6,5 @@
 mod bad_input;
 mod happy_path;
 mod helpers;
+mod rate_limits;
 mod tracing_headers;
