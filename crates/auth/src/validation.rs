@@ -1,49 +1,27 @@
-//! Input parsed into types at the edge: once a value is an [`Email`] or a [`Password`], it is valid.
+//! Input parsed into types at the edge: once a value is an [`Email`] or a [`Password`], it is
+//! valid. The rules themselves are `proto::validation`'s, shared with the user service.
 
+use proto::validation::{self, Violation};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::error::AuthError;
 
-/// bcrypt reads at most 72 bytes; a longer password would be silently truncated, so two
-/// passwords sharing their first 72 bytes would both log in. We refuse instead.
-pub const MAX_PASSWORD_BYTES: usize = 72;
-/// NIST SP 800-63B's minimum for user-chosen secrets.
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Longest display name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
-/// RFC 5321's limit on a forward path.
-const MAX_EMAIL_BYTES: usize = 254;
+pub use proto::validation::{MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 
-/// A syntactically valid, trimmed, lower-cased email address.
+impl From<Violation> for AuthError {
+    fn from(violation: Violation) -> Self {
+        AuthError::invalid(violation.reason, violation.message)
+    }
+}
+
+/// A valid, trimmed, lower-cased ASCII email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     /// Parses `raw`, or says why not (`INVALID_EMAIL`).
     pub fn parse(raw: &str) -> Result<Self, AuthError> {
-        let email = raw.trim().to_lowercase();
-        let invalid = || {
-            AuthError::invalid(
-                "INVALID_EMAIL",
-                "email must be a valid address like name@example.com",
-            )
-        };
-        if email.is_empty()
-            || email.len() > MAX_EMAIL_BYTES
-            || email.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid());
-        }
-        let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
-        let domain_ok = !domain.contains('@')
-            && domain.contains('.')
-            && domain
-                .split('.')
-                .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
-        if local.is_empty() || local.len() > 64 || !domain_ok {
-            return Err(invalid());
-        }
-        Ok(Self(email))
+        Ok(Self(validation::email(raw)?))
     }
 
     /// The normalised address.
@@ -59,18 +37,7 @@ pub struct Password(SecretString);
 impl Password {
     /// Checks length limits (`PASSWORD_TOO_SHORT`, `PASSWORD_TOO_LONG`) for a new password.
     pub fn parse_new(raw: String) -> Result<Self, AuthError> {
-        if raw.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(AuthError::invalid(
-                "PASSWORD_TOO_SHORT",
-                format!("password must be at least {MIN_PASSWORD_CHARS} characters"),
-            ));
-        }
-        if raw.len() > MAX_PASSWORD_BYTES {
-            return Err(AuthError::invalid(
-                "PASSWORD_TOO_LONG",
-                format!("password must be at most {MAX_PASSWORD_BYTES} bytes"),
-            ));
-        }
+        validation::password(&raw)?;
         Ok(Self(SecretString::from(raw)))
     }
 
@@ -85,25 +52,18 @@ impl Password {
     }
 }
 
-/// A display name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+/// A display name: trimmed, NFC-normalised, 1 to [`MAX_NAME_CHARS`] characters, nothing
+/// invisible (see `proto::validation`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Name(String);
 
 impl Name {
     /// Parses `raw` (`INVALID_NAME`).
     pub fn parse(raw: &str) -> Result<Self, AuthError> {
-        let name = raw.trim();
-        let chars = name.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-            return Err(AuthError::invalid(
-                "INVALID_NAME",
-                format!("name must be 1 to {MAX_NAME_CHARS} characters"),
-            ));
-        }
-        Ok(Self(name.to_owned()))
+        Ok(Self(validation::name(raw)?))
     }
 
-    /// The trimmed name.
+    /// The normalised name.
     pub fn as_str(&self) -> &str {
         &self.0
     }

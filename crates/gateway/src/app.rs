@@ -52,6 +52,10 @@ impl Application {
                 .wrap(prometheus.clone())
                 .wrap(RequestTelemetry::new(request_logger.clone()))
                 .wrap(TracingLogger::<HttpSpan>::new())
+                // Outermost: made-up methods are `_OTHER` before spans and metrics see them.
+                .wrap(actix_web::middleware::from_fn(
+                    telemetry::http::fold_unknown_methods,
+                ))
                 .service(resource("/", web::get().to(meta::index)))
                 .service(resource("/healthz", web::get().to(health::healthz)))
                 .service(resource("/readyz", web::get().to(health::readyz)))
@@ -126,7 +130,11 @@ async fn method_not_allowed(
     Err(ApiError::client(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} is not allowed on {}", request.method(), request.path()),
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            telemetry::http::truncated_path(request.path())
+        ),
     ))
 }
 
@@ -134,6 +142,10 @@ async fn not_found(request: actix_web::HttpRequest) -> Result<actix_web::HttpRes
     Err(ApiError::client(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no route for {} {}", request.method(), request.path()),
+        format!(
+            "no route for {} {}",
+            request.method(),
+            telemetry::http::truncated_path(request.path())
+        ),
     ))
 }

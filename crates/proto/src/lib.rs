@@ -1,7 +1,9 @@
 //! Generated gRPC code for the contracts in `/proto`: one place runs codegen, every service links it.
 //!
 //! Packages are versioned (`auth.v1`, `user.v1`) so a breaking change gets a new package, not a
-//! silent re-interpretation of the old one.
+//! silent re-interpretation of the old one. Beside the generated code: [`errors`] (the stable
+//! error reasons on statuses) and [`validation`] (what an account may hold, one definition for
+//! every service that reads or stores one).
 
 #![allow(unreachable_pub, clippy::all)]
 
@@ -16,6 +18,8 @@ pub mod auth {
         tonic::include_proto!("auth.v1");
     }
 }
+
+pub mod validation;
 
 /// `Debug` for the messages that carry secrets: every field but the secret, which prints as
 /// `"<redacted>"` (see `build.rs`).

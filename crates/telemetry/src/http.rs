@@ -11,10 +11,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
-use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{Error, HttpMessage as _};
 use opentelemetry::global;
 use opentelemetry::propagation::Extractor;
 use tracing::Span;
@@ -49,6 +49,22 @@ impl Extractor for ActixHeaders<'_> {
 /// (`http.request.method`, `http.route`, `http.response.status_code`, `url.path`, ...), which
 /// the crate's default builder predates.
 pub struct HttpSpan;
+
+/// The longest request path put in a span, a log line or an error message, in bytes.
+pub const MAX_LOGGED_PATH_BYTES: usize = 256;
+
+/// `path`, cut to [`MAX_LOGGED_PATH_BYTES`] (at a character boundary, marked with `…`): a 20 KB
+/// path from a scanner must not become a 20 KB attribute, log line or response.
+pub fn truncated_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= MAX_LOGGED_PATH_BYTES {
+        return path.into();
+    }
+    let mut end = MAX_LOGGED_PATH_BYTES;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end]).into()
+}
 
 /// The proxies whose `X-Forwarded-For` is believed, as app data
 /// (`App::new().app_data(TrustedProxies::new(...))`). Without it, or empty, the client is the
@@ -110,9 +126,48 @@ pub fn client_ip(request: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
     )
 }
 
+/// The method a request really carried when [`fold_unknown_methods`] replaced it.
+#[derive(Debug, Clone)]
+pub struct OriginalMethod(pub String);
+
+/// The methods of RFC 9110 and PATCH (RFC 5789); everything else is folded.
+fn is_known_method(method: &actix_web::http::Method) -> bool {
+    use actix_web::http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ]
+    .contains(method)
+}
+
+/// Middleware (`App::wrap(actix_web::middleware::from_fn(fold_unknown_methods))`, outermost):
+/// a method outside the standard set becomes `_OTHER`, as the HTTP semantic conventions ask,
+/// before spans, logs and metrics see it. Without it, each made-up method a scanner sends mints
+/// new metric series and span names. The original is kept in [`OriginalMethod`] (and on the
+/// span as `http.request.method_original`).
+pub async fn fold_unknown_methods(
+    mut request: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    if !is_known_method(request.method()) {
+        let original = request.method().as_str().to_owned();
+        request.extensions_mut().insert(OriginalMethod(original));
+        request.head_mut().method =
+            actix_web::http::Method::from_bytes(b"_OTHER").expect("a valid method token");
+    }
+    next.call(request).await
+}
+
 impl RootSpanBuilder for HttpSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let path = request.path();
+        let path = truncated_path(request.path());
         let method = request.method().as_str();
         // The route template, never the raw path: bounded cardinality, no ids in span names.
         let route = request.match_pattern();
@@ -132,6 +187,7 @@ impl RootSpanBuilder for HttpSpan {
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
             http.request.method = %method,
+            http.request.method_original = tracing::field::Empty,
             http.route = route.as_deref().unwrap_or(""),
             http.response.status_code = tracing::field::Empty,
             url.path = %path,
@@ -142,6 +198,13 @@ impl RootSpanBuilder for HttpSpan {
             network.protocol.version = protocol_version(request.version()),
             error.type = tracing::field::Empty,
         );
+        if let Some(OriginalMethod(original)) = request.extensions().get::<OriginalMethod>() {
+            // Bounded like the path: the method token itself can be long.
+            span.record(
+                "http.request.method_original",
+                truncated_path(original).as_ref(),
+            );
+        }
         // Honour the caller's traceparent; a malformed one extracts as empty: a new trace starts.
         let parent =
             global::get_text_map_propagator(|p| p.extract(&ActixHeaders(request.headers())));
@@ -233,7 +296,7 @@ where
             let route = request
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned());
-            let path = request.path().to_owned();
+            let path = truncated_path(request.path()).into_owned();
             let mut response = inner.call(request).await?;
             if let Some(ids) = current_trace_ids() {
                 let headers = response.headers_mut();
@@ -342,5 +405,18 @@ mod tests {
         );
         assert!(TrustedProxies::parse("10.0.0.1, fd00::/8").is_ok());
         assert!(TrustedProxies::parse("proxy.local").is_err());
+    }
+
+    #[test]
+    fn long_paths_are_cut_at_a_character_boundary() {
+        assert_eq!(truncated_path("/api/v1/users/me"), "/api/v1/users/me");
+        let long = format!("/{}", "é".repeat(20_000));
+        let cut = truncated_path(&long);
+        assert!(
+            cut.len() <= MAX_LOGGED_PATH_BYTES + '…'.len_utf8(),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.ends_with('…'));
     }
 }

@@ -32,7 +32,7 @@ impl Application {
         slog::info!(logger, "database ready"; "db.system" => db.backend().system());
         Ok(Self {
             listeners,
-            api: UserApi::new(db, logger.clone()),
+            api: UserApi::new(db, config.min_bcrypt_cost, logger.clone()),
             logger,
             registry,
         })

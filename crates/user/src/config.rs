@@ -16,6 +16,11 @@ pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const DATA_DIR: &str = "DATA_DIR";
 /// Maximum pooled database connections.
 pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
+/// The bcrypt cost auth hashes at; hashes below it are refused. Set it as auth's.
+pub const BCRYPT_COST: &str = "BCRYPT_COST";
+
+/// Default for [`BCRYPT_COST`]: bcrypt's own default, which auth uses too.
+pub const DEFAULT_BCRYPT_COST: u32 = 12;
 
 /// The user service's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +33,8 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Pool size; also bounds concurrent blocking database calls.
     pub pool_size: u32,
+    /// The lowest bcrypt cost a stored hash may have.
+    pub min_bcrypt_cost: u32,
 }
 
 impl Config {
@@ -53,6 +60,13 @@ impl Config {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        let min_bcrypt_cost = parse_var(&lookup, BCRYPT_COST, DEFAULT_BCRYPT_COST)?;
+        if !(4..=31).contains(&min_bcrypt_cost) {
+            return Err(ConfigError {
+                variable: BCRYPT_COST,
+                reason: format!("must be between 4 and 31, got {min_bcrypt_cost}"),
+            });
+        }
         Ok(Self {
             grpc_addr: parse_var(
                 &lookup,
@@ -66,6 +80,7 @@ impl Config {
             )?,
             database_url,
             pool_size,
+            min_bcrypt_cost,
         })
     }
 }
@@ -90,6 +105,7 @@ mod tests {
             (GRPC_ADDR, "nope"),
             (DATABASE_URL, "mysql://x"),
             (DATABASE_POOL_SIZE, "0"),
+            (BCRYPT_COST, "3"),
         ] {
             let error = Config::from_lookup(|n| (n == name).then(|| value.to_owned())).unwrap_err();
             assert_eq!(error.variable, name);

@@ -9,20 +9,24 @@ use tonic::{Request, Response, Status};
 use crate::db::{Database, UserRow};
 use crate::error::UserError;
 
-/// Longest display name we store, in characters.
-const MAX_NAME_CHARS: usize = 100;
-
 /// Serves the user API from a [`Database`].
 #[derive(Debug, Clone)]
 pub struct UserApi {
     db: Database,
+    /// Password hashes below this bcrypt cost are refused: a caller cannot weaken what is stored.
+    min_bcrypt_cost: u32,
     logger: slog::Logger,
 }
 
 impl UserApi {
-    /// Serves from `db`, logging server faults through `logger`.
-    pub fn new(db: Database, logger: slog::Logger) -> Self {
-        Self { db, logger }
+    /// Serves from `db`, storing hashes of at least `min_bcrypt_cost`, logging server faults
+    /// through `logger`.
+    pub fn new(db: Database, min_bcrypt_cost: u32, logger: slog::Logger) -> Self {
+        Self {
+            db,
+            min_bcrypt_cost,
+            logger,
+        }
     }
 
     /// Turns an error into a status, logging our own faults with their cause (inside the request
@@ -55,26 +59,39 @@ fn to_proto(row: UserRow) -> User {
     }
 }
 
-/// Defence in depth: auth validates first, but the owner of the data refuses junk on its own.
-fn validate_create(request: &CreateUserRequest) -> Result<(), UserError> {
-    let email = &request.email;
-    if email.is_empty() || !email.contains('@') || *email != email.to_lowercase() {
-        return Err(invalid(
-            "INVALID_EMAIL",
-            "email must be a lower-cased address",
-        ));
-    }
-    let name_chars = request.name.trim().chars().count();
-    if name_chars == 0 || name_chars > MAX_NAME_CHARS {
-        return Err(invalid("INVALID_NAME", "name must be 1 to 100 characters"));
-    }
-    if !request.password_hash.starts_with("$2") {
-        return Err(invalid(
+/// Defence in depth: auth validates first, but the owner of the data refuses, whoever asks,
+/// anything the shared rules (`proto::validation`) would not have produced: values must already
+/// be in their normalised form, and the hash a well-formed bcrypt hash of at least `min_cost`.
+fn validate_create(request: &CreateUserRequest, min_cost: u32) -> Result<(), UserError> {
+    use proto::validation;
+    let normalised = |value: &str, parsed: Result<String, validation::Violation>| match parsed {
+        Ok(normal) if normal == value => Ok(()),
+        Ok(_) => Err(None),
+        Err(violation) => Err(Some(violation)),
+    };
+    normalised(&request.email, validation::email(&request.email)).map_err(|violation| {
+        let message = violation.map_or_else(
+            || "email must be trimmed and lower-cased".to_owned(),
+            |v| v.message,
+        );
+        invalid("INVALID_EMAIL", &message)
+    })?;
+    normalised(&request.name, validation::name(&request.name)).map_err(|violation| {
+        let message =
+            violation.map_or_else(|| "name must be trimmed and NFC".to_owned(), |v| v.message);
+        invalid("INVALID_NAME", &message)
+    })?;
+    match validation::bcrypt_cost(&request.password_hash) {
+        None => Err(invalid(
             "INVALID_PASSWORD_HASH",
             "password_hash must be a bcrypt hash",
-        ));
+        )),
+        Some(cost) if cost < min_cost => Err(invalid(
+            "WEAK_PASSWORD_HASH",
+            &format!("password_hash must have a bcrypt cost of at least {min_cost}"),
+        )),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 #[tonic::async_trait]
@@ -84,12 +101,8 @@ impl UserService for UserApi {
         request: Request<CreateUserRequest>,
     ) -> Result<Response<CreateUserResponse>, Status> {
         let request = request.into_inner();
-        validate_create(&request).map_err(|e| self.fail(e))?;
-        let row = UserRow::new(
-            request.email,
-            request.name.trim().to_owned(),
-            request.password_hash,
-        );
+        validate_create(&request, self.min_bcrypt_cost).map_err(|e| self.fail(e))?;
+        let row = UserRow::new(request.email, request.name, request.password_hash);
         let row = self.db.insert(row).await.map_err(|e| self.fail(e))?;
         slog::info!(self.logger, "user created"; "user_id" => &row.id);
         Ok(Response::new(CreateUserResponse {
@@ -144,21 +157,34 @@ mod tests {
     }
 
     #[test]
-    fn create_requests_are_validated() {
-        let hash = "$2b$04$abcdefghijklmnopqrstuv";
-        assert!(validate_create(&request("a@b.c", "Ann", hash)).is_ok());
+    fn create_requests_are_validated_with_the_shared_rules() {
+        let hash = "$2b$12$C6UzMDM.H6dfI/f/IKcEeO5KRzqzVuINNlrDjAwJfGLtbH6mh2cU.";
+        assert!(validate_create(&request("a@b.co", "Ann", hash), 12).is_ok());
         let bad = [
             (request("", "Ann", hash), "INVALID_EMAIL"),
-            (request("A@B.C", "Ann", hash), "INVALID_EMAIL"),
-            (request("a@b.c", " ", hash), "INVALID_NAME"),
-            (request("a@b.c", &"x".repeat(101), hash), "INVALID_NAME"),
+            (request("A@B.CO", "Ann", hash), "INVALID_EMAIL"),
+            (request("a@b", "Ann", hash), "INVALID_EMAIL"),
+            (request("a\r\n@b.co", "Ann", hash), "INVALID_EMAIL"),
+            (request("a@b.co", " ", hash), "INVALID_NAME"),
+            (request("a@b.co", " Ann", hash), "INVALID_NAME"),
+            (request("a@b.co", "Ann\u{202e}", hash), "INVALID_NAME"),
+            (request("a@b.co", "Jose\u{301}", hash), "INVALID_NAME"),
+            (request("a@b.co", &"x".repeat(101), hash), "INVALID_NAME"),
             (
-                request("a@b.c", "Ann", "plaintext"),
+                request("a@b.co", "Ann", "plaintext"),
                 "INVALID_PASSWORD_HASH",
+            ),
+            (
+                request("a@b.co", "Ann", "$2b$12$truncated"),
+                "INVALID_PASSWORD_HASH",
+            ),
+            (
+                request("a@b.co", "Ann", &hash.replace("$12$", "$04$")),
+                "WEAK_PASSWORD_HASH",
             ),
         ];
         for (request, expected) in bad {
-            match validate_create(&request) {
+            match validate_create(&request, 12) {
                 Err(UserError::InvalidArgument { reason, .. }) => assert_eq!(reason, expected),
                 other => panic!("{request:?}: {other:?}"),
             }

@@ -12,8 +12,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestAuth {
     pub client: AuthServiceClient<Channel>,
     pub metrics_addr: SocketAddr,
-    /// The user service behind auth, for tests that arrange its data directly.
-    pub user_url: String,
+    /// The user service's database, for tests that arrange its data directly.
+    pub database_url: String,
     _stop: Vec<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
     _database: Option<testkit::postgres::TestDatabase>,
@@ -69,6 +69,8 @@ pub async fn spawn() -> TestAuth {
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
         pool_size: 4,
+        // The suites hash at the minimum cost; production uses 12 in auth and user.
+        min_bcrypt_cost: 4,
     };
     let user_app = user::Application::build(
         user_config,
@@ -84,7 +86,7 @@ pub async fn spawn() -> TestAuth {
     TestAuth {
         client,
         metrics_addr,
-        user_url,
+        database_url: url,
         _stop: vec![stop_auth, stop_user],
         _dir: dir,
         _database: database,

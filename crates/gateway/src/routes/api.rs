@@ -12,6 +12,20 @@ use crate::clients::Clients;
 use crate::error::{ApiError, ErrorBody};
 use crate::limits::Limits;
 
+/// A request body that must be a JSON object. serde accepts a struct written as an array of
+/// its fields in order (`["a@b.co", "pw", "Ann"]`); a public API should not, so the body is
+/// read as a map first and anything else is refused with 400 `invalid_request`.
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = serde_json::Map::deserialize(deserializer)?;
+        T::deserialize(serde_json::Value::Object(map))
+            .map(Object)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// `POST /api/v1/signup` body. No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupBody {
@@ -98,10 +112,10 @@ pub async fn signup(
     clients: web::Data<Clients>,
     limits: web::Data<Limits>,
     request: HttpRequest,
-    body: web::Json<SignupBody>,
+    body: web::Json<Object<SignupBody>>,
 ) -> Result<HttpResponse, ApiError> {
     limits.signup(telemetry::http::client_ip(&request))?;
-    let body = body.into_inner();
+    let Object(body) = body.into_inner();
     let response = clients
         .auth
         .clone()
@@ -130,9 +144,9 @@ pub async fn login(
     clients: web::Data<Clients>,
     limits: web::Data<Limits>,
     request: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: web::Json<Object<LoginBody>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let Object(body) = body.into_inner();
     limits.login(telemetry::http::client_ip(&request), &body.email)?;
     let response = clients
         .auth

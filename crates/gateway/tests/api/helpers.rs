@@ -27,6 +27,8 @@ async fn start_user(
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
         pool_size: 4,
+        // The suites hash at the minimum cost; production uses 12 in auth and user.
+        min_bcrypt_cost: 4,
     };
     let app = user::Application::build(
         config,

@@ -6,5 +6,6 @@
 mod bad_input;
 mod happy_path;
 mod helpers;
+mod input_policy;
 mod rate_limits;
 mod tracing_headers;

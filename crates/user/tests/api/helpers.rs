@@ -28,6 +28,8 @@ pub async fn spawn(
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         database_url,
         pool_size: 4,
+        // The suites hash at the minimum cost; production uses 12 in auth and user.
+        min_bcrypt_cost: 4,
     };
     let app = user::Application::build(
         config,
