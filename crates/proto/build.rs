@@ -36,6 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.skip_debug(SECRET_BEARING);
     let well_known = protoc_bin_vendored::include_path()?;
 
-    tonic_prost_build::configure().compile_with_config(config, &files, &[root, well_known])?;
+    // The descriptors, so services can list their own methods (`proto::methods`) instead of
+    // keeping a second copy of the .proto files' method names.
+    let descriptors = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?)
+        .join("descriptors.bin");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
+        .compile_with_config(config, &files, &[root, well_known])?;
     Ok(())
 }

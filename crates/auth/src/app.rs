@@ -63,7 +63,13 @@ impl Application {
     ) -> anyhow::Result<()> {
         let service = AuthServiceServer::new(self.api);
         self.listeners
-            .serve(service, self.registry, self.logger, shutdown)
+            .serve(
+                service,
+                &proto::methods(proto::auth::v1::auth_service_server::SERVICE_NAME),
+                self.registry,
+                self.logger,
+                shutdown,
+            )
             .await?;
         Ok(())
     }

@@ -32,6 +32,7 @@ impl Application {
         let limits = web::Data::new(crate::limits::Limits::new(config.limits));
         let trusted_proxies = config.trusted_proxies.clone();
         let app_limits = limits.clone();
+        let body_read_timeout = config.body_read_timeout;
         let prometheus =
             telemetry::http::prometheus_metrics(&registry).map_err(|e| anyhow::anyhow!(e))?;
         let listener = TcpListener::bind(config.http_addr)?;
@@ -49,6 +50,9 @@ impl Application {
                 .app_data(app_limits.clone())
                 .app_data(trusted_proxies.clone())
                 .app_data(json)
+                .wrap(actix_web::middleware::from_fn(move |request, next| {
+                    body_deadline(request, next, body_read_timeout)
+                }))
                 .wrap(prometheus.clone())
                 .wrap(RequestTelemetry::new(request_logger.clone()))
                 .wrap(TracingLogger::<HttpSpan>::new())
@@ -148,4 +152,44 @@ async fn not_found(request: actix_web::HttpRequest) -> Result<actix_web::HttpRes
             telemetry::http::truncated_path(request.path())
         ),
     ))
+}
+
+/// Middleware: the request body must arrive within `timeout`, or reading it fails with a
+/// `TimedOut` error that the JSON extractor turns into 408 `request_timeout`. actix bounds the
+/// time to receive the headers (5 s), not the body: without this, a client sending one byte a
+/// second holds a worker's request open for as long as it likes.
+async fn body_deadline(
+    mut request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+    timeout: std::time::Duration,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage as _;
+    use actix_web::dev::Payload;
+    use actix_web::error::PayloadError;
+    use futures::StreamExt as _;
+
+    let body = request.take_payload();
+    let deadline = Box::pin(tokio::time::sleep(timeout));
+    let guarded = futures::stream::unfold(
+        (body, deadline, false),
+        |(mut body, mut deadline, expired)| async move {
+            if expired {
+                return None;
+            }
+            tokio::select! {
+                chunk = body.next() => chunk.map(|chunk| (chunk, (body, deadline, false))),
+                () = &mut deadline => {
+                    let error = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "request body not received in time",
+                    );
+                    Some((Err(PayloadError::Io(error)), (body, deadline, true)))
+                }
+            }
+        },
+    );
+    request.set_payload(Payload::Stream {
+        payload: Box::pin(guarded),
+    });
+    next.call(request).await
 }

@@ -14,6 +14,11 @@ pub const USER_URL: &str = "USER_URL";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 /// actix-web worker threads; 0 means one per core.
 pub const HTTP_WORKERS: &str = "HTTP_WORKERS";
+/// How long a request body may take to arrive, in ms; slower ones get 408 `request_timeout`.
+pub const BODY_READ_TIMEOUT_MS: &str = "BODY_READ_TIMEOUT_MS";
+/// Default for [`BODY_READ_TIMEOUT_MS`]: a 16 KB body in 10 s is 1.6 KB/s, slower than any
+/// real client and faster than a slow-loris one.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 /// Proxies whose `X-Forwarded-For` is believed: comma-separated addresses or CIDR networks.
 pub const TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
 /// Sign-ups per client address, `N/Ss` or `off`.
@@ -44,6 +49,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Worker threads; 0 lets actix pick one per core.
     pub workers: usize,
+    /// The longest a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
     /// Whose `X-Forwarded-For` to believe.
     pub trusted_proxies: telemetry::http::TrustedProxies,
     /// Rate limits on sign-up and login.
@@ -99,6 +106,11 @@ impl Config {
             user_url: url(USER_URL, "http://127.0.0.1:50052")?,
             max_body_bytes,
             workers: parse_var(&lookup, HTTP_WORKERS, 0usize)?,
+            body_read_timeout: std::time::Duration::from_millis(parse_var(
+                &lookup,
+                BODY_READ_TIMEOUT_MS,
+                DEFAULT_BODY_READ_TIMEOUT_MS,
+            )?),
             trusted_proxies,
             limits,
         })

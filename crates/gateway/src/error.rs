@@ -188,6 +188,15 @@ pub fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
                 ),
             }
         }
+        E::Payload(actix_web::error::PayloadError::Io(error))
+            if error.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            ApiError::client(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            )
+        }
         other => ApiError::client(
             StatusCode::BAD_REQUEST,
             "invalid_request",

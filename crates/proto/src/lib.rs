@@ -21,6 +21,30 @@ pub mod auth {
 
 pub mod validation;
 
+/// The encoded `FileDescriptorSet` of every `.proto` file compiled here.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+/// The methods of `service` (fully qualified, e.g. `auth.v1.AuthService`) as declared in its
+/// `.proto` file; empty for a service not compiled here. Servers use it to tell a real method
+/// from a made-up one without a second list to keep in step.
+pub fn methods(service: &str) -> Vec<String> {
+    use prost::Message as _;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    set.file
+        .iter()
+        .flat_map(|file| {
+            let package = file.package().to_owned();
+            file.service
+                .iter()
+                .map(move |s| (format!("{package}.{}", s.name()), s))
+        })
+        .filter(|(name, _)| name == service)
+        .flat_map(|(_, s)| s.method.iter().map(|m| m.name().to_owned()))
+        .collect()
+}
+
 /// `Debug` for the messages that carry secrets: every field but the secret, which prints as
 /// `"<redacted>"` (see `build.rs`).
 mod redacted {
@@ -146,5 +170,21 @@ pub mod errors {
             .get_error_details()
             .error_info()
             .map(|info| info.reason.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn services_list_their_methods_from_the_descriptors() {
+        assert_eq!(
+            super::methods("auth.v1.AuthService"),
+            ["Signup", "Login", "ValidateToken"]
+        );
+        assert_eq!(
+            super::methods("user.v1.UserService"),
+            ["CreateUser", "GetUser", "GetCredential"]
+        );
+        assert!(super::methods("nope.v1.Nothing").is_empty());
     }
 }

@@ -129,8 +129,8 @@ fn is_server_error(code: tonic::Code) -> bool {
 pub struct ServerLayer {
     logger: slog::Logger,
     metrics: GrpcMetrics,
-    /// Services this server hosts; calls to any other are labelled `unknown`, so a client
-    /// probing random paths cannot mint new metric series. `None` trusts every path.
+    /// Methods this server hosts (`service/method`); calls to any other are labelled `unknown`,
+    /// so a client probing random paths cannot mint new metric series. `None` trusts every path.
     known: Option<Arc<[String]>>,
 }
 
@@ -144,12 +144,14 @@ impl ServerLayer {
         }
     }
 
-    /// Labels calls to services other than `services` (and gRPC health) as `unknown`.
-    pub fn with_known_services(mut self, services: &[&str]) -> Self {
-        let known: Vec<String> = services
+    /// Labels calls to anything but `service`'s `methods` (and gRPC health) as `unknown`:
+    /// counted and traced under that one name, and answered by tonic as UNIMPLEMENTED, which for
+    /// a method nobody hosts is the caller's mistake, not an error of ours.
+    pub fn with_known_methods(mut self, service: &str, methods: &[String]) -> Self {
+        let known: Vec<String> = methods
             .iter()
-            .chain([&HEALTH_SERVICE])
-            .map(|s| (*s).to_owned())
+            .map(|method| format!("{service}/{method}"))
+            .chain(["Check", "Watch"].map(|m| format!("{HEALTH_SERVICE}/{m}")))
             .collect();
         self.known = Some(known.into());
         self
@@ -194,10 +196,11 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let (service, method) = split_path(request.uri().path());
-        let hosted = self
-            .known
-            .as_ref()
-            .is_none_or(|known| known.iter().any(|k| k == service));
+        let hosted = self.known.as_ref().is_none_or(|known| {
+            known
+                .iter()
+                .any(|k| k.split_once('/') == Some((service, method)))
+        });
         let (service, method) = if hosted {
             (service.to_owned(), method.to_owned())
         } else {
@@ -247,11 +250,13 @@ where
                 let elapsed = completion.finish(code);
                 let current = tracing::Span::current();
                 current.record("rpc.grpc.status_code", code as i64);
-                if is_server_error(code) {
+                // A call to a method nobody hosts is the caller's mistake, however tonic codes it.
+                let server_fault = hosted && is_server_error(code);
+                if server_fault {
                     current.record("otel.status_code", "ERROR");
                 }
                 if service != HEALTH_SERVICE {
-                    info_or_error!(logger, is_server_error(code), "grpc request handled";
+                    info_or_error!(logger, server_fault, "grpc request handled";
                         "rpc.service" => &service,
                         "rpc.method" => &method,
                         "rpc.grpc.status_code" => code as i32,
@@ -482,8 +487,8 @@ impl Listeners {
         self.metrics_addr
     }
 
-    /// Serves `service` with the [`ServerLayer`], gRPC health and `/metrics` from `registry`
-    /// until `shutdown` completes.
+    /// Serves `service` (whose methods are `methods`) with the [`ServerLayer`], gRPC health and
+    /// `/metrics` from `registry` until `shutdown` completes.
     ///
     /// On shutdown the health status flips to NOT_SERVING, the server stops accepting and waits
     /// for in-flight calls to finish (what Kubernetes expects after SIGTERM), then the metrics
@@ -491,6 +496,7 @@ impl Listeners {
     pub async fn serve<S>(
         self,
         service: S,
+        methods: &[String],
         registry: prometheus::Registry,
         logger: slog::Logger,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -535,7 +541,7 @@ impl Listeners {
             }
         };
         let result = tonic::transport::Server::builder()
-            .layer(ServerLayer::new(logger, metrics).with_known_services(&[S::NAME]))
+            .layer(ServerLayer::new(logger, metrics).with_known_methods(S::NAME, methods))
             .add_service(health_service)
             .add_service(service)
             .serve_with_incoming_shutdown(
@@ -766,12 +772,65 @@ mod tests {
         });
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut server = ServerLayer::new(logger, metrics)
-            .with_known_services(&["auth.v1.AuthService"])
+            .with_known_methods("auth.v1.AuthService", &["Login".to_owned()])
             .layer(inner);
         server.call(request(&[])).await.unwrap();
         let text = crate::metrics::render(&registry);
         assert!(text.contains(r#"grpc_service="unknown""#), "{text}");
         assert!(!text.contains("user.v1.UserService"), "{text}");
+    }
+
+    /// A slog drain that keeps the level of every record.
+    #[derive(Clone, Default)]
+    struct Levels(Arc<Mutex<Vec<slog::Level>>>);
+
+    impl slog::Drain for Levels {
+        type Ok = ();
+        type Err = slog::Never;
+        fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+            self.0.lock().unwrap().push(record.level());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn made_up_methods_of_a_hosted_service_are_unknown_and_not_our_error() {
+        let (registry, metrics) = metrics(crate::metrics::Side::Server);
+        // What tonic answers for a method its router does not know.
+        let inner = tower::service_fn(|_request: http::Request<()>| async {
+            let mut response = http::Response::new(());
+            response
+                .headers_mut()
+                .insert("grpc-status", "12".parse().unwrap());
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let levels = Levels::default();
+        let logger = slog::Logger::root(levels.clone(), slog::o!());
+        let mut server = ServerLayer::new(logger, metrics)
+            .with_known_methods("user.v1.UserService", &["GetUser".to_owned()])
+            .layer(inner);
+        for i in 0..20 {
+            let request = http::Request::builder()
+                .uri(format!("/user.v1.UserService/Probe{i}"))
+                .body(())
+                .unwrap();
+            server.call(request).await.unwrap();
+        }
+        let text = crate::metrics::render(&registry);
+        assert!(
+            !text.contains("Probe"),
+            "made-up methods became label values: {text}"
+        );
+        assert!(
+            text.contains(r#"grpc_server_handled_total{grpc_code="Unimplemented",grpc_method="unknown",grpc_service="unknown",grpc_type="unary"} 20"#),
+            "{text}"
+        );
+        let levels = levels.0.lock().unwrap();
+        assert_eq!(levels.len(), 20);
+        assert!(
+            levels.iter().all(|l| *l == slog::Level::Info),
+            "no ERROR line per probe: {levels:?}"
+        );
     }
 
     #[test]

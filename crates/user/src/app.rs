@@ -55,7 +55,13 @@ impl Application {
     ) -> anyhow::Result<()> {
         let service = UserServiceServer::new(self.api);
         self.listeners
-            .serve(service, self.registry, self.logger, shutdown)
+            .serve(
+                service,
+                &proto::methods(proto::user::v1::user_service_server::SERVICE_NAME),
+                self.registry,
+                self.logger,
+                shutdown,
+            )
             .await?;
         Ok(())
     }

@@ -137,3 +137,44 @@ async fn made_up_methods_share_one_metric_series() {
     assert_eq!(other.len(), 1, "{other:?}");
     assert!(other[0].ends_with(" 30"), "{other:?}");
 }
+
+#[tokio::test]
+async fn a_body_sent_byte_by_byte_times_out_with_a_json_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn_with(&[("BODY_READ_TIMEOUT_MS", "1000")]).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // A slow-loris client: headers promptly, then the body one byte at a time.
+    let trickle = tokio::spawn(async move {
+        let head = "POST /api/v1/login HTTP/1.1\r\nHost: gateway\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+        writer.write_all(head.as_bytes()).await.unwrap();
+        for _ in 0..20 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = reader.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buffer[..n]);
+            if response.windows(4).any(|w| w == b"\r\n\r\n") && response.ends_with(b"}") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("answered, not held open");
+    trickle.abort();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"request_timeout""#), "{text}");
+}
