@@ -12,9 +12,20 @@ use crate::config::Config;
 use crate::service::AuthApi;
 use crate::tokens::Tokens;
 
+/// Who may call what: the gateway, and only the gateway, signs up, logs in and validates
+/// tokens. Enforced when the service speaks mutual TLS.
+pub fn caller_policy() -> telemetry::tls::CallerPolicy {
+    telemetry::tls::CallerPolicy::new(&[
+        ("auth.v1.AuthService/Signup", &["gateway"]),
+        ("auth.v1.AuthService/Login", &["gateway"]),
+        ("auth.v1.AuthService/ValidateToken", &["gateway"]),
+    ])
+}
+
 /// An auth service with its listeners bound, ready to [`run`](Self::run).
 pub struct Application {
     listeners: Listeners,
+    tls: Option<telemetry::tls::InternalTls>,
     api: AuthApi,
     logger: slog::Logger,
     registry: prometheus::Registry,
@@ -27,10 +38,14 @@ impl Application {
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr).await?;
+        let listeners =
+            Listeners::bind(config.grpc_addr, config.metrics_addr, config.health_addr).await?;
         let client_metrics = GrpcMetrics::register(&registry, Side::Client)?;
-        let users =
-            UserServiceClient::new(telemetry::grpc::channel(&config.user_url, client_metrics)?);
+        let users = UserServiceClient::new(telemetry::grpc::channel(
+            &config.user_url,
+            client_metrics,
+            config.tls.as_ref(),
+        )?);
         let tokens = Tokens::new(&config.jwt_secret, config.jwt_ttl_seconds);
         let hasher = crate::password::Hasher::new(
             config.bcrypt_cost,
@@ -40,6 +55,7 @@ impl Application {
         let api = AuthApi::new(users, tokens, hasher, logger.clone()).await?;
         Ok(Self {
             listeners,
+            tls: config.tls,
             api,
             logger,
             registry,
@@ -49,6 +65,11 @@ impl Application {
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.listeners.grpc_addr()
+    }
+
+    /// The bound health-only address, if any.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.listeners.health_addr()
     }
 
     /// The bound `/metrics` address.
@@ -66,6 +87,7 @@ impl Application {
             .serve(
                 service,
                 &proto::methods(proto::auth::v1::auth_service_server::SERVICE_NAME),
+                self.tls.map(|tls| (tls, caller_policy())),
                 self.registry,
                 self.logger,
                 shutdown,

@@ -9,6 +9,8 @@ use telemetry::config::{ConfigError, parse_var};
 pub const GRPC_ADDR: &str = "GRPC_ADDR";
 /// Address the `/metrics` HTTP listener binds.
 pub const METRICS_ADDR: &str = "METRICS_ADDR";
+/// A plain-text address serving only gRPC health, for probes; required with mutual TLS.
+pub const HEALTH_ADDR: &str = "HEALTH_ADDR";
 /// The user service's gRPC URL.
 pub const USER_URL: &str = "USER_URL";
 /// HS256 signing key; required, at least [`MIN_SECRET_BYTES`] bytes.
@@ -35,6 +37,10 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// `/metrics` listen address.
     pub metrics_addr: SocketAddr,
+    /// Health-only plain-text listen address, if any.
+    pub health_addr: Option<SocketAddr>,
+    /// Mutual TLS with the gateway and user, if configured.
+    pub tls: Option<telemetry::tls::InternalTls>,
     /// Where the user service listens, e.g. `http://127.0.0.1:50052`.
     pub user_url: String,
     /// The JWT signing key.
@@ -94,14 +100,14 @@ impl Config {
             BCRYPT_QUEUE_TIMEOUT_MS,
             DEFAULT_BCRYPT_QUEUE_TIMEOUT_MS,
         )?);
-        let user_url: String = parse_var(&lookup, USER_URL, "http://127.0.0.1:50052".to_owned())?;
-        let scheme_ok = user_url.starts_with("http://") || user_url.starts_with("https://");
-        if !scheme_ok || tonic::transport::Endpoint::from_shared(user_url.clone()).is_err() {
-            return Err(ConfigError {
-                variable: USER_URL,
-                reason: format!("expected an http:// URL, got {user_url:?}"),
-            });
-        }
+        let tls = telemetry::tls::InternalTls::from_lookup(&lookup)?;
+        let user_url = telemetry::config::grpc_url(
+            &lookup,
+            USER_URL,
+            "http://127.0.0.1:50052",
+            tls.is_some(),
+        )?;
+        let health_addr = telemetry::config::health_addr(&lookup, HEALTH_ADDR, tls.is_some())?;
         Ok(Self {
             grpc_addr: parse_var(
                 &lookup,
@@ -113,6 +119,8 @@ impl Config {
                 METRICS_ADDR,
                 SocketAddr::from(([127, 0, 0, 1], 9101)),
             )?,
+            health_addr,
+            tls,
             user_url,
             jwt_secret,
             jwt_ttl_seconds,

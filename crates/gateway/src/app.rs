@@ -28,7 +28,12 @@ impl Application {
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let clients = web::Data::new(Clients::new(&config.auth_url, &config.user_url, &registry)?);
+        let clients = web::Data::new(Clients::new(
+            &config.auth_url,
+            &config.user_url,
+            config.tls.as_ref(),
+            &registry,
+        )?);
         let limits = web::Data::new(crate::limits::Limits::new(config.limits));
         let trusted_proxies = config.trusted_proxies.clone();
         let app_limits = limits.clone();

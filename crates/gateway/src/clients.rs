@@ -25,15 +25,17 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Lazily connecting clients; registers `grpc_client_*` metrics in `registry`.
+    /// Lazily connecting clients, over mutual TLS when `tls` is given; registers
+    /// `grpc_client_*` metrics in `registry`.
     pub fn new(
         auth_url: &str,
         user_url: &str,
+        tls: Option<&telemetry::tls::InternalTls>,
         registry: &prometheus::Registry,
     ) -> anyhow::Result<Self> {
         let metrics = GrpcMetrics::register(registry, Side::Client)?;
-        let auth = telemetry::grpc::channel(auth_url, metrics.clone())?;
-        let user = telemetry::grpc::channel(user_url, metrics)?;
+        let auth = telemetry::grpc::channel(auth_url, metrics.clone(), tls)?;
+        let user = telemetry::grpc::channel(user_url, metrics, tls)?;
         Ok(Self {
             auth: AuthServiceClient::new(auth.clone()),
             user: UserServiceClient::new(user.clone()),

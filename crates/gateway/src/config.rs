@@ -51,6 +51,8 @@ pub struct Config {
     pub workers: usize,
     /// The longest a request body may take to arrive.
     pub body_read_timeout: std::time::Duration,
+    /// Mutual TLS to auth and user, if configured.
+    pub tls: Option<telemetry::tls::InternalTls>,
     /// Whose `X-Forwarded-For` to believe.
     pub trusted_proxies: telemetry::http::TrustedProxies,
     /// Rate limits on sign-up and login.
@@ -65,15 +67,9 @@ impl Config {
 
     /// Reads settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let url = |name: &'static str, default: &str| -> Result<String, ConfigError> {
-            let url: String = parse_var(&lookup, name, default.to_owned())?;
-            match tonic::transport::Endpoint::from_shared(url.clone()) {
-                Ok(_) if url.starts_with("http://") || url.starts_with("https://") => Ok(url),
-                _ => Err(ConfigError {
-                    variable: name,
-                    reason: format!("expected an http:// URL, got {url:?}"),
-                }),
-            }
+        let tls = telemetry::tls::InternalTls::from_lookup(&lookup)?;
+        let url = |name: &'static str, default: &str| {
+            telemetry::config::grpc_url(&lookup, name, default, tls.is_some())
         };
         let max_body_bytes = parse_var(&lookup, MAX_BODY_BYTES, 16 * 1024usize)?;
         if max_body_bytes < 256 {
@@ -113,6 +109,7 @@ impl Config {
             )?),
             trusted_proxies,
             limits,
+            tls,
         })
     }
 }

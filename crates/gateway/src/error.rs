@@ -92,6 +92,20 @@ impl From<tonic::Status> for ApiError {
             {
                 ApiError::Overloaded
             }
+            // Refused by a service's caller policy (mutual TLS): our misconfiguration, not the
+            // client's; such refusals carry no reason, every business refusal does.
+            (Some(_), None)
+                if matches!(
+                    status.code(),
+                    Code::Unauthenticated | Code::PermissionDenied
+                ) =>
+            {
+                ApiError::Internal(format!(
+                    "internal call refused: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ))
+            }
             (Some(http), Some(reason)) => {
                 ApiError::client(http, &reason.to_lowercase(), status.message())
             }
@@ -262,6 +276,20 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get("retry-after").unwrap(), "1");
         assert_eq!(body(&error)["code"], "overloaded");
+    }
+
+    #[test]
+    fn an_internal_call_refused_by_policy_is_our_500_not_the_clients_401() {
+        for status in [
+            tonic::Status::permission_denied(
+                "gateway may not call /user.v1.UserService/GetCredential",
+            ),
+            tonic::Status::unauthenticated("a client certificate is required"),
+        ] {
+            let error = ApiError::from(status);
+            assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(!body(&error).to_string().contains("GetCredential"));
+        }
     }
 
     #[test]

@@ -435,7 +435,8 @@ where
     }
 }
 
-/// A lazily connecting channel to `url` wrapped in the [`ClientLayer`].
+/// A lazily connecting channel to `url` wrapped in the [`ClientLayer`], over mutual TLS when
+/// `tls` is given (then `url` must be `https://`).
 ///
 /// Lazy, so a service starts even while its dependency is still coming up (readiness reports
 /// it); bounded connect and request timeouts, so a hung dependency fails a call instead of
@@ -443,10 +444,14 @@ where
 pub fn channel(
     url: &str,
     metrics: GrpcMetrics,
+    tls: Option<&crate::tls::InternalTls>,
 ) -> Result<ClientService<tonic::transport::Channel>, tonic::transport::Error> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(DEFAULT_CALL_TIMEOUT);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.client())?;
+    }
     let layer = ClientLayer::new(metrics, endpoint.uri());
     Ok(layer.layer(endpoint.connect_lazy()))
 }
@@ -457,24 +462,39 @@ pub fn channel(
 pub struct Listeners {
     grpc: tokio::net::TcpListener,
     metrics: tokio::net::TcpListener,
+    /// A plain-text listener serving only gRPC health, for probes that cannot do mutual TLS.
+    health: Option<tokio::net::TcpListener>,
     grpc_addr: std::net::SocketAddr,
     metrics_addr: std::net::SocketAddr,
+    health_addr: Option<std::net::SocketAddr>,
 }
 
 impl Listeners {
-    /// Binds both addresses.
+    /// Binds the gRPC and metrics addresses, and the health-only one when given.
     pub async fn bind(
         grpc: std::net::SocketAddr,
         metrics: std::net::SocketAddr,
+        health: Option<std::net::SocketAddr>,
     ) -> std::io::Result<Self> {
         let grpc = tokio::net::TcpListener::bind(grpc).await?;
         let metrics = tokio::net::TcpListener::bind(metrics).await?;
+        let health = match health {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Self {
             grpc_addr: grpc.local_addr()?,
             metrics_addr: metrics.local_addr()?,
+            health_addr: health.as_ref().map(|l| l.local_addr()).transpose()?,
             grpc,
             metrics,
+            health,
         })
+    }
+
+    /// The bound health-only address, if any.
+    pub fn health_addr(&self) -> Option<std::net::SocketAddr> {
+        self.health_addr
     }
 
     /// The bound gRPC address.
@@ -488,7 +508,9 @@ impl Listeners {
     }
 
     /// Serves `service` (whose methods are `methods`) with the [`ServerLayer`], gRPC health and
-    /// `/metrics` from `registry` until `shutdown` completes.
+    /// `/metrics` from `registry` until `shutdown` completes. With `tls`, the gRPC port speaks
+    /// mutual TLS and enforces the caller policy (see [`crate::tls`]); the health-only port, if
+    /// bound, stays plain text for probes.
     ///
     /// On shutdown the health status flips to NOT_SERVING, the server stops accepting and waits
     /// for in-flight calls to finish (what Kubernetes expects after SIGTERM), then the metrics
@@ -497,6 +519,7 @@ impl Listeners {
         self,
         service: S,
         methods: &[String],
+        tls: Option<(crate::tls::InternalTls, crate::tls::CallerPolicy)>,
         registry: prometheus::Registry,
         logger: slog::Logger,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -521,11 +544,29 @@ impl Listeners {
             registry,
             stop_metrics.clone().cancelled_owned(),
         ));
+        let stop_health = tokio_util::sync::CancellationToken::new();
+        let health_server = self.health.map(|listener| {
+            let server = tonic::transport::Server::builder()
+                .add_service(health_service.clone())
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop_health.clone().cancelled_owned(),
+                );
+            tokio::spawn(server)
+        });
         slog::info!(logger, "grpc server listening";
             "rpc.service" => S::NAME,
             "grpc.addr" => %self.grpc_addr,
             "metrics.addr" => %self.metrics_addr,
+            "health.addr" => self.health_addr.map(|a| a.to_string()),
+            "tls" => tls.is_some(),
         );
+        if tls.is_none() {
+            slog::warn!(
+                logger,
+                "internal calls are not authenticated: set TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE for mutual TLS"
+            );
+        }
 
         let drain = {
             let logger = logger.clone();
@@ -540,8 +581,18 @@ impl Listeners {
                     .await;
             }
         };
-        let result = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        let authorize = match tls {
+            Some((tls, policy)) => {
+                builder = builder.tls_config(tls.server())?;
+                Some(crate::tls::AuthorizeLayer::new(policy))
+            }
+            None => None,
+        };
+        // The telemetry layer outside the policy: refused calls are counted and logged too.
+        let result = builder
             .layer(ServerLayer::new(logger, metrics).with_known_methods(S::NAME, methods))
+            .layer(tower::util::option_layer(authorize))
             .add_service(health_service)
             .add_service(service)
             .serve_with_incoming_shutdown(
@@ -550,7 +601,11 @@ impl Listeners {
             )
             .await;
         stop_metrics.cancel();
+        stop_health.cancel();
         let _ = metrics_server.await;
+        if let Some(health_server) = health_server {
+            let _ = health_server.await;
+        }
         result.map_err(ServeError::Transport)
     }
 }

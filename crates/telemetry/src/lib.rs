@@ -11,6 +11,7 @@
 //! | [`metrics`] | one Prometheus registry per process, gRPC server/client metrics, a `/metrics` listener |
 //! | [`http`] | actix-web pieces: the root span builder, `traceresponse` header, request log, actix-web-prom |
 //! | [`grpc`] | tower layers for tonic: the server extracts W3C context, the client injects it |
+//! | [`tls`] | mutual TLS between the services and the per-method caller policy |
 //!
 //! Telemetry never sits on a request's critical path: spans go to a bounded queue drained by a
 //! background exporter, logs go to a bounded async drain, and a dead collector only costs dropped
@@ -33,6 +34,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
+pub mod tls;
 pub mod traces;
 
 pub use config::{ConfigError, TelemetryConfig};

@@ -26,6 +26,10 @@ pub struct Stack {
     pub auth_grpc: String,
     /// user's gRPC address, `127.0.0.1:<port>`.
     pub user_grpc: String,
+    /// auth's plain-text health-only address, `127.0.0.1:<port>` (the gRPC port speaks mTLS).
+    pub auth_health: String,
+    /// user's plain-text health-only address.
+    pub user_health: String,
     /// auth's `/metrics` URL.
     pub auth_metrics: String,
     /// user's `/metrics` URL.
@@ -95,41 +99,51 @@ impl Stack {
         let dir = tempfile::tempdir().unwrap();
         let (database, database_url) = crate::postgres::postgres_or_sqlite(dir.path());
         let any_port = "127.0.0.1:0".to_owned();
-
-        let env = env_for(
+        // Mutual TLS between the three, as deployed: a CA of this test's own.
+        let certs = dir.path().join("certs");
+        certgen::write_missing(&certs).expect("certificates");
+        let tls = |service: &str| -> Vec<(&'static str, String)> {
+            let file = |name: String| certs.join(name).display().to_string();
             vec![
-                ("GRPC_ADDR", any_port.clone()),
-                ("METRICS_ADDR", any_port.clone()),
-                ("DATABASE_URL", database_url),
-            ],
-            extra,
-        );
-        let user = Service::spawn("user", &env);
+                ("TLS_CA_FILE", file(certgen::CA_FILE.to_owned())),
+                ("TLS_CERT_FILE", file(format!("{service}.pem"))),
+                ("TLS_KEY_FILE", file(format!("{service}.key"))),
+            ]
+        };
+
+        let mut settings = vec![
+            ("GRPC_ADDR", any_port.clone()),
+            ("METRICS_ADDR", any_port.clone()),
+            ("HEALTH_ADDR", any_port.clone()),
+            ("DATABASE_URL", database_url),
+        ];
+        settings.extend(tls("user"));
+        let user = Service::spawn("user", &env_for(settings, extra));
         let user_grpc = logged(&user, "grpc server listening", "grpc.addr").await;
         let user_metrics = logged(&user, "grpc server listening", "metrics.addr").await;
+        let user_health = logged(&user, "grpc server listening", "health.addr").await;
 
-        let env = env_for(
-            vec![
-                ("GRPC_ADDR", any_port.clone()),
-                ("METRICS_ADDR", any_port.clone()),
-                ("USER_URL", format!("http://{user_grpc}")),
-                ("JWT_SECRET", JWT_SECRET.to_owned()),
-            ],
-            extra,
-        );
-        let auth = Service::spawn("auth", &env);
+        let mut settings = vec![
+            ("GRPC_ADDR", any_port.clone()),
+            ("METRICS_ADDR", any_port.clone()),
+            ("HEALTH_ADDR", any_port.clone()),
+            ("USER_URL", format!("https://{user_grpc}")),
+            ("JWT_SECRET", JWT_SECRET.to_owned()),
+        ];
+        settings.extend(tls("auth"));
+        let auth = Service::spawn("auth", &env_for(settings, extra));
         let auth_grpc = logged(&auth, "grpc server listening", "grpc.addr").await;
         let auth_metrics = logged(&auth, "grpc server listening", "metrics.addr").await;
+        let auth_health = logged(&auth, "grpc server listening", "health.addr").await;
 
-        let env = env_for(
-            vec![
-                ("HTTP_ADDR", any_port),
-                ("AUTH_URL", format!("http://{auth_grpc}")),
-                ("USER_URL", format!("http://{user_grpc}")),
-                ("HTTP_WORKERS", "2".to_owned()),
-            ],
-            extra,
-        );
+        let mut settings = vec![
+            ("HTTP_ADDR", any_port),
+            ("AUTH_URL", format!("https://{auth_grpc}")),
+            ("USER_URL", format!("https://{user_grpc}")),
+            ("HTTP_WORKERS", "2".to_owned()),
+        ];
+        settings.extend(tls("gateway"));
+        let env = env_for(settings, extra);
         let gateway = Service::spawn("gateway", &env);
         let gateway_url = logged(&gateway, "gateway listening", "url").await;
 
@@ -140,6 +154,8 @@ impl Stack {
             gateway_url,
             auth_grpc,
             user_grpc,
+            auth_health,
+            user_health,
             auth_metrics: format!("http://{auth_metrics}/metrics"),
             user_metrics: format!("http://{user_metrics}/metrics"),
             http: reqwest::Client::builder()

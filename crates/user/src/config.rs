@@ -10,6 +10,8 @@ use crate::db::DatabaseUrl;
 pub const GRPC_ADDR: &str = "GRPC_ADDR";
 /// Address the `/metrics` HTTP listener binds.
 pub const METRICS_ADDR: &str = "METRICS_ADDR";
+/// A plain-text address serving only gRPC health, for probes; required with mutual TLS.
+pub const HEALTH_ADDR: &str = "HEALTH_ADDR";
 /// `postgres://...` or `sqlite://path`; unset means SQLite in `DATA_DIR`.
 pub const DATABASE_URL: &str = "DATABASE_URL";
 /// Where the default SQLite file lives.
@@ -23,12 +25,16 @@ pub const BCRYPT_COST: &str = "BCRYPT_COST";
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
 
 /// The user service's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// gRPC listen address; port 0 picks a free port (tests).
     pub grpc_addr: SocketAddr,
     /// `/metrics` listen address.
     pub metrics_addr: SocketAddr,
+    /// Health-only plain-text listen address, if any.
+    pub health_addr: Option<SocketAddr>,
+    /// Mutual TLS with auth and the gateway, if configured.
+    pub tls: Option<telemetry::tls::InternalTls>,
     /// The database to own.
     pub database_url: DatabaseUrl,
     /// Pool size; also bounds concurrent blocking database calls.
@@ -60,6 +66,8 @@ impl Config {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        let tls = telemetry::tls::InternalTls::from_lookup(&lookup)?;
+        let health_addr = telemetry::config::health_addr(&lookup, HEALTH_ADDR, tls.is_some())?;
         let min_bcrypt_cost = parse_var(&lookup, BCRYPT_COST, DEFAULT_BCRYPT_COST)?;
         if !(4..=31).contains(&min_bcrypt_cost) {
             return Err(ConfigError {
@@ -78,6 +86,8 @@ impl Config {
                 METRICS_ADDR,
                 SocketAddr::from(([127, 0, 0, 1], 9102)),
             )?,
+            health_addr,
+            tls,
             database_url,
             pool_size,
             min_bcrypt_cost,

@@ -23,6 +23,8 @@ pub fn auth_config(user_url: String) -> auth::Config {
     auth::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: None,
+        tls: None,
         user_url,
         jwt_secret: SecretString::from(SECRET.to_owned()),
         jwt_ttl_seconds: 900,
@@ -67,6 +69,8 @@ pub async fn spawn() -> TestAuth {
     let user_config = user::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: None,
+        tls: None,
         database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
         pool_size: 4,
         // The suites hash at the minimum cost; production uses 12 in auth and user.

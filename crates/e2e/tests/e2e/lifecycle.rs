@@ -165,10 +165,10 @@ async fn each_binary_probes_its_running_copy_for_container_healthchecks() {
     let gateway_addr = stack.gateway_url.trim_start_matches("http://").to_owned();
     let gateway_env = [("HTTP_ADDR", gateway_addr)];
     let auth_env = [
-        ("GRPC_ADDR", stack.auth_grpc.clone()),
+        ("HEALTH_ADDR", stack.auth_health.clone()),
         ("JWT_SECRET", testkit::stack::JWT_SECRET.to_owned()),
     ];
-    let user_env = [("GRPC_ADDR", stack.user_grpc.clone())];
+    let user_env = [("HEALTH_ADDR", stack.user_health.clone())];
 
     for (binary, env) in [
         ("gateway", &gateway_env[..]),
@@ -180,6 +180,23 @@ async fn each_binary_probes_its_running_copy_for_container_healthchecks() {
         assert!(
             stderr.is_empty(),
             "{binary}: a healthy probe is silent: {stderr:?}"
+        );
+    }
+
+    // The stack runs as deployed: mutual TLS on both gRPC servers, nothing left in plain text.
+    for service in [&stack.auth, &stack.user] {
+        let logs = service.json_logs();
+        let listening = logs
+            .iter()
+            .find(|l| l["msg"] == "grpc server listening")
+            .unwrap();
+        assert_eq!(listening["tls"], true, "{}: {listening}", service.name);
+        assert!(
+            !logs.iter().any(|l| l["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("not authenticated"))),
+            "{}",
+            service.name
         );
     }
 
@@ -199,6 +216,6 @@ async fn each_binary_probes_its_running_copy_for_container_healthchecks() {
     }
 
     // A bad setting is still a usage error, not "unhealthy".
-    let (code, _) = health_check("auth", &[("GRPC_ADDR", stack.auth_grpc.clone())]).await;
+    let (code, _) = health_check("auth", &[("HEALTH_ADDR", stack.auth_health.clone())]).await;
     assert_eq!(code, Some(64), "auth --health-check without JWT_SECRET");
 }

@@ -25,6 +25,8 @@ async fn start_user(
     let config = user::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: None,
+        tls: None,
         database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
         pool_size: 4,
         // The suites hash at the minimum cost; production uses 12 in auth and user.
@@ -48,6 +50,8 @@ async fn start_auth(user_url: String, stop: &mut Vec<tokio::sync::oneshot::Sende
     let config = auth::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: None,
+        tls: None,
         user_url,
         jwt_secret: SecretString::from(SECRET.to_owned()),
         jwt_ttl_seconds: 900,

@@ -26,6 +26,8 @@ pub async fn spawn(
     let config = user::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: None,
+        tls: None,
         database_url,
         pool_size: 4,
         // The suites hash at the minimum cost; production uses 12 in auth and user.

@@ -2,6 +2,7 @@
 //! gRPC, against SQLite and a throw-away PostgreSQL database. One test binary: one link step.
 #![allow(unreachable_pub)] // helpers are `pub` for sibling test modules, not for export
 
+mod callers;
 mod helpers;
 mod migrations;
 mod users;

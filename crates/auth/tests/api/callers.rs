@@ -1,0 +1,87 @@
+//! Mutual TLS and the caller policy on auth: only the gateway may sign up, log in and validate
+//! tokens; no certificate is UNAUTHENTICATED, another service PERMISSION_DENIED.
+
+use proto::auth::v1::auth_service_client::AuthServiceClient;
+use proto::auth::v1::{LoginRequest, ValidateTokenRequest};
+use proto::errors::reason;
+use tonic::Code;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::helpers::{auth_config, signup_request};
+
+async fn client(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    identity: Option<&certgen::Issued>,
+) -> AuthServiceClient<tonic::transport::Channel> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    if let Some(issued) = identity {
+        tls = tls.identity(Identity::from_pem(&issued.cert, &issued.key));
+    }
+    let endpoint = Endpoint::from_shared(format!("https://localhost:{}", addr.port())).unwrap();
+    AuthServiceClient::new(endpoint.tls_config(tls).unwrap().connect().await.unwrap())
+}
+
+#[tokio::test]
+async fn only_the_gateway_may_call_auth() {
+    let ca = certgen::Ca::new().unwrap();
+    let mine = ca.issue("auth").unwrap();
+    let mut config = auth_config("https://localhost:1".to_owned());
+    config.tls = Some(telemetry::tls::InternalTls::from_pem(
+        &ca.pem(),
+        &mine.cert,
+        &mine.key,
+    ));
+    config.health_addr = Some("127.0.0.1:0".parse().unwrap());
+    let app = auth::Application::build(
+        config,
+        telemetry::logs::test_logger("auth"),
+        telemetry::metrics::registry(),
+    )
+    .await
+    .unwrap();
+    let addr = app.grpc_addr();
+    let (_stop, stopped) = testkit::stopper();
+    tokio::spawn(app.run(stopped));
+    let validate = || ValidateTokenRequest {
+        access_token: "not-a-token".into(),
+    };
+    let login = || LoginRequest {
+        email: "a@example.com".into(),
+        password: "whatever-password".into(),
+    };
+
+    for identity in [None, Some(ca.issue("user").unwrap())] {
+        let expected = if identity.is_some() {
+            Code::PermissionDenied
+        } else {
+            Code::Unauthenticated
+        };
+        let mut caller = client(addr, &ca.pem(), identity.as_ref()).await;
+        let statuses = [
+            caller
+                .signup(signup_request("x@example.com"))
+                .await
+                .unwrap_err(),
+            caller.login(login()).await.unwrap_err(),
+            caller.validate_token(validate()).await.unwrap_err(),
+        ];
+        for status in statuses {
+            assert_eq!(status.code(), expected, "{status:?}");
+            assert_eq!(
+                reason(&status),
+                None,
+                "refused before any business logic: {status:?}"
+            );
+        }
+    }
+
+    // The gateway gets through to the service, which judges the token itself.
+    let mut gateway = client(addr, &ca.pem(), Some(&ca.issue("gateway").unwrap())).await;
+    let status = gateway.validate_token(validate()).await.unwrap_err();
+    assert_eq!(
+        reason(&status).as_deref(),
+        Some("INVALID_TOKEN"),
+        "{status:?}"
+    );
+}
