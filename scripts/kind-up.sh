@@ -31,6 +31,10 @@ kind load docker-image "$IMAGE" --name "$CLUSTER"
 for secret in postgres jwt grafana; do
   ./scripts/env-from-example.sh "$SECRETS/$secret.env.example" "$SECRETS/$secret.env"
 done
+# The certificates for mutual TLS, made once by the image's own certgen (as you, so the files
+# are yours); delete the folder and run again to rotate them.
+mkdir -p "$SECRETS/certs"
+docker run --rm --user "$(id -u):$(id -g)" --volume "$PWD/$SECRETS/certs:/certs" "$IMAGE" certgen /certs
 
 kubectl --context "$CONTEXT" apply --kustomize k8s/overlays/kind
 # The tag stays `dev`, so a rebuilt image changes no manifest: restart the services onto it.

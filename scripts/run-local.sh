@@ -10,6 +10,8 @@ AUTH_GRPC_PORT=${AUTH_GRPC_PORT:-50051}
 USER_GRPC_PORT=${USER_GRPC_PORT:-50052}
 AUTH_METRICS_PORT=${AUTH_METRICS_PORT:-9101}
 USER_METRICS_PORT=${USER_METRICS_PORT:-9102}
+AUTH_HEALTH_PORT=${AUTH_HEALTH_PORT:-50061}
+USER_HEALTH_PORT=${USER_HEALTH_PORT:-50062}
 export DATA_DIR=${DATA_DIR:-data}
 # Local means local: a DATABASE_URL or OTEL_SERVICE_NAME exported in your shell for another
 # project must not point these services at your database or give all three one name.
@@ -36,13 +38,21 @@ stop() {
 }
 trap 'stop; exit 0' INT TERM
 
-user_url=http://127.0.0.1:$USER_GRPC_PORT
-auth_url=http://127.0.0.1:$AUTH_GRPC_PORT
-DATABASE_URL=sqlite://$DATA_DIR/users.db GRPC_ADDR=127.0.0.1:$USER_GRPC_PORT METRICS_ADDR=127.0.0.1:$USER_METRICS_PORT \
+# Mutual TLS between the three, as deployed: a private CA and a certificate per service, made
+# once in $DATA_DIR/certs (delete the folder to rotate them).
+certs=$DATA_DIR/certs
+"$BIN/certgen" "$certs"
+tls() { echo "TLS_CA_FILE=$certs/ca.pem TLS_CERT_FILE=$certs/$1.pem TLS_KEY_FILE=$certs/$1.key"; }
+
+user_url=https://127.0.0.1:$USER_GRPC_PORT
+auth_url=https://127.0.0.1:$AUTH_GRPC_PORT
+env $(tls user) DATABASE_URL=sqlite://$DATA_DIR/users.db GRPC_ADDR=127.0.0.1:$USER_GRPC_PORT \
+  METRICS_ADDR=127.0.0.1:$USER_METRICS_PORT HEALTH_ADDR=127.0.0.1:$USER_HEALTH_PORT \
   "$BIN/user" & pids+=($!)
-JWT_SECRET=$jwt_secret GRPC_ADDR=127.0.0.1:$AUTH_GRPC_PORT METRICS_ADDR=127.0.0.1:$AUTH_METRICS_PORT \
+env $(tls auth) JWT_SECRET=$jwt_secret GRPC_ADDR=127.0.0.1:$AUTH_GRPC_PORT \
+  METRICS_ADDR=127.0.0.1:$AUTH_METRICS_PORT HEALTH_ADDR=127.0.0.1:$AUTH_HEALTH_PORT \
   USER_URL=$user_url "$BIN/auth" & pids+=($!)
-HTTP_ADDR=127.0.0.1:$HTTP_PORT AUTH_URL=$auth_url USER_URL=$user_url \
+env $(tls gateway) HTTP_ADDR=127.0.0.1:$HTTP_PORT AUTH_URL=$auth_url USER_URL=$user_url \
   "$BIN/gateway" & pids+=($!)
 
 base=http://127.0.0.1:$HTTP_PORT
@@ -58,6 +68,7 @@ cat >&2 <<BANNER
   gateway   $base            (OpenAPI: $base/api/v1/openapi.json)
   metrics   $base/metrics  http://127.0.0.1:$AUTH_METRICS_PORT/metrics (auth)  http://127.0.0.1:$USER_METRICS_PORT/metrics (user)
   database  $DATA_DIR/users.db (SQLite)
+  mTLS      $certs (a private CA; gateway -> auth -> user calls are authenticated)
 
   Try:
     curl -si -X POST $base/api/v1/signup -H 'content-type: application/json' \\

@@ -199,7 +199,7 @@ impl Compose {
             .to_owned();
         match service {
             "gateway" => env_ports(&["HTTP_ADDR"]),
-            "auth" | "user" => env_ports(&["GRPC_ADDR", "METRICS_ADDR"]),
+            "auth" | "user" => env_ports(&["GRPC_ADDR", "METRICS_ADDR", "HEALTH_ADDR"]),
             _ if image.starts_with("grafana/tempo:") => {
                 tempo_ports(&yaml("deploy/tempo/tempo.yaml"))
             }

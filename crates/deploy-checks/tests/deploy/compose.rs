@@ -198,6 +198,7 @@ fn the_services_start_in_order_and_report_health_with_their_own_binaries() {
     assert_eq!(healthy_deps("gateway"), ["auth", "user"]);
     assert_eq!(healthy_deps("auth"), ["user"]);
     assert_eq!(healthy_deps("user"), ["postgres"]);
+    assert_eq!(compose.command("certs"), ["certgen", "/certs"]);
 
     let image_binaries = crate::dockerfile::image_binaries();
     for name in APP_SERVICES.iter().chain(&["loadgen"]) {
@@ -220,6 +221,51 @@ fn the_services_start_in_order_and_report_health_with_their_own_binaries() {
             test,
             ["CMD", &format!("/usr/local/bin/{name}"), "--health-check"]
         );
+    }
+}
+
+#[test]
+fn the_services_speak_mutual_tls_with_certificates_the_certs_job_writes() {
+    let compose = Compose::load();
+    let certs = compose.service("certs");
+    assert_eq!(compose.command("certs"), ["certgen", "/certs"]);
+    assert!(
+        certs["volumes"].to_string().contains(r#""certs:/certs""#),
+        "certgen writes the volume"
+    );
+    assert!(crate::dockerfile::image_binaries().contains(&"certgen".to_owned()));
+    for name in APP_SERVICES {
+        let service = compose.service(name);
+        assert!(
+            service["volumes"].to_string().contains("certs:/certs:ro"),
+            "{name} mounts the certificates"
+        );
+        assert_eq!(
+            service["depends_on"]["certs"]["condition"], "service_completed_successfully",
+            "{name} starts once they exist"
+        );
+        let env = compose.env(name);
+        for (variable, file) in [
+            ("TLS_CA_FILE", "/certs/ca.pem".to_owned()),
+            ("TLS_CERT_FILE", format!("/certs/{name}.pem")),
+            ("TLS_KEY_FILE", format!("/certs/{name}.key")),
+        ] {
+            assert_eq!(env.get(variable), Some(&file), "{name} {variable}");
+        }
+    }
+    // Calls between them are https://, and the services' probes have their plain-text port.
+    for (name, variable) in [
+        ("gateway", "AUTH_URL"),
+        ("gateway", "USER_URL"),
+        ("auth", "USER_URL"),
+    ] {
+        assert!(
+            compose.env(name)[variable].starts_with("https://"),
+            "{name} {variable}"
+        );
+    }
+    for name in ["auth", "user"] {
+        assert!(compose.env(name).contains_key("HEALTH_ADDR"), "{name}");
     }
 }
 

@@ -35,6 +35,8 @@ fn render() -> Option<&'static Vec<Value>> {
                     .unwrap();
                 assert!(status.success());
             }
+            // And the certificates it makes with certgen, once.
+            certgen::write_missing(&repo_path(&format!("{OVERLAY}/secrets/certs"))).unwrap();
             let output = Command::new(kubectl)
                 .arg("kustomize")
                 .arg(repo_path(OVERLAY))
@@ -256,8 +258,38 @@ fn every_pod_is_probed_bounded_and_locked_down() {
         probe("gateway", "livenessProbe")["httpGet"]["path"],
         "/healthz"
     );
-    assert_eq!(probe("auth", "readinessProbe")["grpc"]["port"], 50051);
-    assert_eq!(probe("user", "livenessProbe")["grpc"]["port"], 50052);
+    // Probes cannot do mutual TLS: they use the plain-text health-only port.
+    assert_eq!(probe("auth", "readinessProbe")["grpc"]["port"], 50061);
+    assert_eq!(probe("user", "livenessProbe")["grpc"]["port"], 50062);
+    for name in ["auth", "user"] {
+        let env = container_env(render, &pod_spec(render, name)["containers"][0]);
+        let health = deploy_checks::addr_port(&env["HEALTH_ADDR"]).map(u64::from);
+        assert_eq!(
+            health,
+            probe(name, "startupProbe")["grpc"]["port"].as_u64(),
+            "{name}"
+        );
+    }
+    // Each service mounts its own certificate Secret, holding only its own key.
+    for name in APP {
+        let spec = pod_spec(render, name);
+        let secret = spec["volumes"][0]["secret"]["secretName"].as_str().unwrap();
+        assert_eq!(secret, format!("certs-{name}"));
+        let data = named(render, "Secret", secret)["data"].as_object().unwrap();
+        let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
+        let expected = BTreeSet::from([
+            "ca.pem".to_owned(),
+            format!("{name}.pem"),
+            format!("{name}.key"),
+        ]);
+        assert_eq!(
+            keys,
+            expected.iter().map(String::as_str).collect(),
+            "{name}"
+        );
+        let env = container_env(render, &spec["containers"][0]);
+        assert_eq!(env["TLS_KEY_FILE"], format!("/certs/{name}.key"));
+    }
     for name in APP {
         let spec = pod_spec(render, name);
         let sleep = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]

@@ -20,7 +20,7 @@ fn free_ports(count: usize) -> Vec<u16> {
 #[tokio::test]
 async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
     let data = tempfile::tempdir().unwrap();
-    let ports = free_ports(5);
+    let ports = free_ports(7);
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/run-local.sh");
     let mut child = tokio::process::Command::new("bash")
@@ -32,6 +32,8 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
         .env("USER_GRPC_PORT", ports[2].to_string())
         .env("AUTH_METRICS_PORT", ports[3].to_string())
         .env("USER_METRICS_PORT", ports[4].to_string())
+        .env("AUTH_HEALTH_PORT", ports[5].to_string())
+        .env("USER_HEALTH_PORT", ports[6].to_string())
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         // A key exported in the developer's shell: it must reach auth, and only auth.
         .env("JWT_SECRET", "shell-exported-key-0123456789abcdef0123")
@@ -84,6 +86,10 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
     assert!(
         data.path().join("users.db").exists(),
         "SQLite file in DATA_DIR"
+    );
+    assert!(
+        data.path().join("certs/ca.pem").exists(),
+        "the calls between the services are mutual TLS"
     );
     let banner_text = banner.lock().unwrap().clone();
     assert!(
