@@ -42,7 +42,7 @@ trap 'stop; exit 0' INT TERM
 # once in $DATA_DIR/certs (delete the folder to rotate them).
 certs=$DATA_DIR/certs
 "$BIN/certgen" "$certs"
-tls() { echo "TLS_CA_FILE=$certs/ca.pem TLS_CERT_FILE=$certs/$1.pem TLS_KEY_FILE=$certs/$1.key"; }
+tls() { echo "TLS_CA_FILE=$certs/$1/ca.pem TLS_CERT_FILE=$certs/$1/cert.pem TLS_KEY_FILE=$certs/$1/key.pem"; }
 
 user_url=https://127.0.0.1:$USER_GRPC_PORT
 auth_url=https://127.0.0.1:$AUTH_GRPC_PORT

@@ -7,7 +7,7 @@
 //! (compose service names, Kubernetes Service names, loopback for `make run`).
 //!
 //! Rotation: delete the directory and run `certgen` again (every service reads its files at
-//! start-up, so restart them); the CA's key never leaves the directory it was written to.
+//! start-up, so restart them); the CA's key is never written down at all.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -21,9 +21,13 @@ use rcgen::{
 pub const TRUST_DOMAIN: &str = "observable-rust";
 /// The services that get a certificate.
 pub const SERVICES: [&str; 3] = ["gateway", "auth", "user"];
-/// The CA's certificate file in the output directory; each service's are `<service>.pem` and
-/// `<service>.key`.
+/// The CA's certificate file name. The output directory holds one folder per service, with
+/// [`CA_FILE`], [`CERT_FILE`] and [`KEY_FILE`] in it: what that service (and only it) mounts.
 pub const CA_FILE: &str = "ca.pem";
+/// A service's certificate file name, in its folder.
+pub const CERT_FILE: &str = "cert.pem";
+/// A service's private key file name, in its folder.
+pub const KEY_FILE: &str = "key.pem";
 /// How long certificates are valid: long enough for a demo, short enough to be rotated.
 const VALIDITY_DAYS: i64 = 365;
 
@@ -123,27 +127,28 @@ impl Ca {
     }
 }
 
-/// Writes a new CA and a certificate for each of [`SERVICES`] into `dir`, unless they are all
-/// there already (then nothing changes: running services keep trusting each other). Returns
-/// whether it wrote. Keys are readable by their owner only.
+/// Writes a new CA and a certificate for each of [`SERVICES`] into `dir/<service>/` (with a
+/// copy of the CA's certificate in each, so a service needs to be given its own folder only),
+/// unless they are all there already (then nothing changes: running services keep trusting
+/// each other). Returns whether it wrote. Keys are readable by their owner only; the CA's key
+/// is not written anywhere, so rotating means a new set.
 pub fn write_missing(dir: &Path) -> Result<bool, Box<dyn std::error::Error>> {
-    let files: Vec<String> = std::iter::once(CA_FILE.to_owned())
-        .chain(
-            SERVICES
-                .iter()
-                .flat_map(|s| [format!("{s}.pem"), format!("{s}.key")]),
-        )
-        .collect();
-    if files.iter().all(|file| dir.join(file).is_file()) {
+    let complete = SERVICES.iter().all(|service| {
+        [CA_FILE, CERT_FILE, KEY_FILE]
+            .iter()
+            .all(|file| dir.join(service).join(file).is_file())
+    });
+    if complete {
         return Ok(false);
     }
-    std::fs::create_dir_all(dir)?;
     let ca = Ca::new()?;
-    std::fs::write(dir.join(CA_FILE), ca.pem())?;
     for service in SERVICES {
+        let folder = dir.join(service);
+        std::fs::create_dir_all(&folder)?;
         let issued = ca.issue(service)?;
-        std::fs::write(dir.join(format!("{service}.pem")), &issued.cert)?;
-        write_private(&dir.join(format!("{service}.key")), &issued.key)?;
+        std::fs::write(folder.join(CA_FILE), ca.pem())?;
+        std::fs::write(folder.join(CERT_FILE), &issued.cert)?;
+        write_private(&folder.join(KEY_FILE), &issued.key)?;
     }
     Ok(true)
 }
@@ -197,30 +202,37 @@ mod tests {
     fn write_missing_writes_once_and_keeps_keys_private() {
         let dir = tempfile::tempdir().unwrap();
         assert!(write_missing(dir.path()).unwrap());
-        let before = std::fs::read_to_string(dir.path().join("auth.pem")).unwrap();
+        let before = std::fs::read_to_string(dir.path().join("auth/cert.pem")).unwrap();
         assert!(
             !write_missing(dir.path()).unwrap(),
             "a complete set is left alone"
         );
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("auth.pem")).unwrap(),
+            std::fs::read_to_string(dir.path().join("auth/cert.pem")).unwrap(),
             before
         );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join("user.key"))
+            let mode = std::fs::metadata(dir.path().join("user/key.pem"))
                 .unwrap()
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o077, 0, "{mode:o}");
         }
         // A missing file means a new set: certificates of one CA only.
-        std::fs::remove_file(dir.path().join("gateway.key")).unwrap();
+        std::fs::remove_file(dir.path().join("gateway/key.pem")).unwrap();
         assert!(write_missing(dir.path()).unwrap());
         assert_ne!(
-            std::fs::read_to_string(dir.path().join("auth.pem")).unwrap(),
+            std::fs::read_to_string(dir.path().join("auth/cert.pem")).unwrap(),
             before
+        );
+        // Each folder holds one service's key and the common CA, nothing else.
+        let files = std::fs::read_dir(dir.path().join("user")).unwrap().count();
+        assert_eq!(files, 3);
+        assert_eq!(
+            std::fs::read(dir.path().join("user/ca.pem")).unwrap(),
+            std::fs::read(dir.path().join("auth/ca.pem")).unwrap()
         );
     }
 }

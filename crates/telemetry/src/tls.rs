@@ -248,14 +248,14 @@ mod tests {
         certgen::write_missing(&dir).unwrap();
         let path = |f: &str| dir.join(f).display().to_string();
         let all = |name: &str| match name {
-            TLS_CA_FILE => Some(path("ca.pem")),
-            TLS_CERT_FILE => Some(path("user.pem")),
-            TLS_KEY_FILE => Some(path("user.key")),
+            TLS_CA_FILE => Some(path("user/ca.pem")),
+            TLS_CERT_FILE => Some(path("user/cert.pem")),
+            TLS_KEY_FILE => Some(path("user/key.pem")),
             _ => None,
         };
         assert!(InternalTls::from_lookup(&all).unwrap().is_some());
         assert!(InternalTls::from_lookup(&|_| None).unwrap().is_none());
-        let partial = |name: &str| (name == TLS_CA_FILE).then(|| path("ca.pem"));
+        let partial = |name: &str| (name == TLS_CA_FILE).then(|| path("user/ca.pem"));
         assert_eq!(
             InternalTls::from_lookup(&partial).unwrap_err().variable,
             TLS_CERT_FILE

@@ -103,11 +103,11 @@ impl Stack {
         let certs = dir.path().join("certs");
         certgen::write_missing(&certs).expect("certificates");
         let tls = |service: &str| -> Vec<(&'static str, String)> {
-            let file = |name: String| certs.join(name).display().to_string();
+            let file = |name: &str| certs.join(service).join(name).display().to_string();
             vec![
-                ("TLS_CA_FILE", file(certgen::CA_FILE.to_owned())),
-                ("TLS_CERT_FILE", file(format!("{service}.pem"))),
-                ("TLS_KEY_FILE", file(format!("{service}.key"))),
+                ("TLS_CA_FILE", file(certgen::CA_FILE)),
+                ("TLS_CERT_FILE", file(certgen::CERT_FILE)),
+                ("TLS_KEY_FILE", file(certgen::KEY_FILE)),
             ]
         };
 

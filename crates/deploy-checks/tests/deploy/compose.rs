@@ -236,9 +236,16 @@ fn the_services_speak_mutual_tls_with_certificates_the_certs_job_writes() {
     assert!(crate::dockerfile::image_binaries().contains(&"certgen".to_owned()));
     for name in APP_SERVICES {
         let service = compose.service(name);
-        assert!(
-            service["volumes"].to_string().contains("certs:/certs:ro"),
-            "{name} mounts the certificates"
+        let mounts = service["volumes"].as_array().unwrap();
+        let certs = mounts
+            .iter()
+            .find(|m| m["source"] == "certs")
+            .unwrap_or_else(|| panic!("{name} mounts no certificates"));
+        assert_eq!(certs["target"], "/certs");
+        assert_eq!(certs["read_only"], true);
+        assert_eq!(
+            certs["volume"]["subpath"], *name,
+            "{name} mounts its own folder only, not the others' keys"
         );
         assert_eq!(
             service["depends_on"]["certs"]["condition"], "service_completed_successfully",
@@ -247,8 +254,8 @@ fn the_services_speak_mutual_tls_with_certificates_the_certs_job_writes() {
         let env = compose.env(name);
         for (variable, file) in [
             ("TLS_CA_FILE", "/certs/ca.pem".to_owned()),
-            ("TLS_CERT_FILE", format!("/certs/{name}.pem")),
-            ("TLS_KEY_FILE", format!("/certs/{name}.key")),
+            ("TLS_CERT_FILE", "/certs/cert.pem".to_owned()),
+            ("TLS_KEY_FILE", "/certs/key.pem".to_owned()),
         ] {
             assert_eq!(env.get(variable), Some(&file), "{name} {variable}");
         }
@@ -275,10 +282,14 @@ fn mounted_files_exist_and_data_lives_in_named_volumes() {
     let volumes = compose.doc["volumes"].as_object().expect("named volumes");
     for (name, service) in compose.services() {
         for mount in service["volumes"].as_array().into_iter().flatten() {
-            let mount = mount
-                .as_str()
-                .unwrap_or_else(|| panic!("{name}: short-form volumes"));
-            let source = mount.split(':').next().unwrap();
+            let source = match mount {
+                Value::String(short) => short.split(':').next().unwrap().to_owned(),
+                long => long["source"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name}: {long}"))
+                    .to_owned(),
+            };
+            let source = source.as_str();
             if source.starts_with("./") || source.starts_with("../") {
                 let path = repo_path("deploy").join(source);
                 assert!(

@@ -277,18 +277,17 @@ fn every_pod_is_probed_bounded_and_locked_down() {
         assert_eq!(secret, format!("certs-{name}"));
         let data = named(render, "Secret", secret)["data"].as_object().unwrap();
         let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
-        let expected = BTreeSet::from([
-            "ca.pem".to_owned(),
-            format!("{name}.pem"),
-            format!("{name}.key"),
-        ]);
         assert_eq!(
             keys,
-            expected.iter().map(String::as_str).collect(),
+            BTreeSet::from(["ca.pem", "cert.pem", "key.pem"]),
             "{name}"
         );
         let env = container_env(render, &spec["containers"][0]);
-        assert_eq!(env["TLS_KEY_FILE"], format!("/certs/{name}.key"));
+        assert_eq!(env["TLS_KEY_FILE"], "/certs/key.pem");
+        // The key in the Secret is this service's own: its certificate names it.
+        let cert = base64_decode(data["cert.pem"].as_str().unwrap());
+        let der = x509_der(&cert);
+        assert_eq!(telemetry::tls::identity_of(&der).as_deref(), Some(name));
     }
     for name in APP {
         let spec = pod_spec(render, name);
@@ -479,6 +478,13 @@ fn container_env(render: &[Value], container: &Value) -> BTreeMap<String, String
         env.insert(name, value);
     }
     env
+}
+
+/// The DER of the first certificate in PEM text.
+fn x509_der(pem: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(pem.to_vec()).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64_decode(&body)
 }
 
 /// A Secret's value: base64, which kustomize wraps over several lines.

@@ -88,7 +88,7 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
         "SQLite file in DATA_DIR"
     );
     assert!(
-        data.path().join("certs/ca.pem").exists(),
+        data.path().join("certs/auth/key.pem").exists(),
         "the calls between the services are mutual TLS"
     );
     let banner_text = banner.lock().unwrap().clone();
