@@ -6,12 +6,14 @@
 //! | [`postgres`] | a throw-away PostgreSQL database per test (skipped with one line off CI) |
 //! | [`process`] | a real binary as a child process with captured stdout, killed on drop |
 //! | [`stack`] | user, auth and gateway as child processes wired together |
+//! | [`tls`] | mutual-TLS clients, for tests of the services' caller policy |
 //! | [`tool`] | external tools a test runs (`promtool`, `hadolint`...), skipped with one line when missing |
 
 pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod stack;
+pub mod tls;
 pub mod tool;
 
 use std::time::{Duration, Instant};

@@ -5,7 +5,6 @@ use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::auth::v1::{LoginRequest, ValidateTokenRequest};
 use proto::errors::reason;
 use tonic::Code;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::helpers::{auth_config, signup_request};
 
@@ -14,12 +13,11 @@ async fn client(
     ca: &str,
     identity: Option<&certgen::Issued>,
 ) -> AuthServiceClient<tonic::transport::Channel> {
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
-    if let Some(issued) = identity {
-        tls = tls.identity(Identity::from_pem(&issued.cert, &issued.key));
-    }
-    let endpoint = Endpoint::from_shared(format!("https://localhost:{}", addr.port())).unwrap();
-    AuthServiceClient::new(endpoint.tls_config(tls).unwrap().connect().await.unwrap())
+    AuthServiceClient::new(
+        testkit::tls::channel(addr.port(), ca, identity)
+            .await
+            .unwrap(),
+    )
 }
 
 #[tokio::test]

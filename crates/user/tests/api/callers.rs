@@ -5,7 +5,7 @@
 use proto::user::v1::user_service_client::UserServiceClient;
 use proto::user::v1::{CreateUserRequest, GetCredentialRequest, GetUserRequest};
 use tonic::Code;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Endpoint;
 
 const HASH: &str = "$2b$04$C6UzMDM.H6dfI/f/IKcEeO5KRzqzVuINNlrDjAwJfGLtbH6mh2cU.";
 
@@ -15,18 +15,11 @@ async fn client(
     ca: &str,
     identity: Option<&certgen::Issued>,
 ) -> UserServiceClient<tonic::transport::Channel> {
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
-    if let Some(issued) = identity {
-        tls = tls.identity(Identity::from_pem(&issued.cert, &issued.key));
-    }
-    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    UserServiceClient::new(channel)
+    UserServiceClient::new(
+        testkit::tls::channel(addr.port(), ca, identity)
+            .await
+            .unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -142,14 +135,7 @@ async fn every_method_refuses_strangers_and_the_wrong_service() {
     // A certificate from another CA does not even connect.
     let other_ca = certgen::Ca::new().unwrap();
     let impostor = other_ca.issue("auth").unwrap();
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem()));
-    tls = tls.identity(Identity::from_pem(&impostor.cert, &impostor.key));
-    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await;
+    let channel = testkit::tls::channel(addr.port(), &ca.pem(), Some(&impostor)).await;
     let refused = match channel {
         Err(_) => true,
         Ok(channel) => UserServiceClient::new(channel)
@@ -163,12 +149,7 @@ async fn every_method_refuses_strangers_and_the_wrong_service() {
 
     // Health: on the TLS port without a certificate, and on the plain-text health port.
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.pem()));
-    let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+    let channel = testkit::tls::channel(addr.port(), &ca.pem(), None)
         .await
         .unwrap();
     HealthClient::new(channel)
