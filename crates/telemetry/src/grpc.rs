@@ -209,8 +209,7 @@ where
         let span = if service == HEALTH_SERVICE {
             tracing::Span::none()
         } else {
-            let parent =
-                global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+            let parent = crate::propagation::extract(&HeaderExtractor(request.headers()));
             let span = tracing::info_span!(
                 "grpc.server",
                 otel.name = %format_args!("{service}/{method}"),
@@ -805,6 +804,8 @@ mod tests {
             "garbage",
             &format!("00-{caller}-0000000000000000-01"),
             &format!("ff-{caller}-00f067aa0ba902b7-01"),
+            &format!("00-{}-00f067aa0ba902b7-01", &caller[1..]),
+            &format!("00-{}-00f067aa0ba902b7-01", caller.to_uppercase()),
         ] {
             server
                 .call(request(&[("traceparent", malformed)]))

@@ -15,7 +15,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage as _};
-use opentelemetry::global;
 use opentelemetry::propagation::Extractor;
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
@@ -206,8 +205,7 @@ impl RootSpanBuilder for HttpSpan {
             );
         }
         // Honour the caller's traceparent; a malformed one extracts as empty: a new trace starts.
-        let parent =
-            global::get_text_map_propagator(|p| p.extract(&ActixHeaders(request.headers())));
+        let parent = crate::propagation::extract(&ActixHeaders(request.headers()));
         let _ = span.set_parent(parent);
         span
     }

@@ -11,6 +11,7 @@
 //! | [`metrics`] | one Prometheus registry per process, gRPC server/client metrics, a `/metrics` listener |
 //! | [`http`] | actix-web pieces: the root span builder, `traceresponse` header, request log, actix-web-prom |
 //! | [`grpc`] | tower layers for tonic: the server extracts W3C context, the client injects it |
+//! | [`propagation`] | extraction of the caller's W3C trace context, invalid headers ignored as the spec says |
 //! | [`tls`] | mutual TLS between the services and the per-method caller policy |
 //!
 //! Telemetry never sits on a request's critical path: spans go to a bounded queue drained by a
@@ -34,6 +35,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
+pub mod propagation;
 pub mod tls;
 pub mod traces;
 

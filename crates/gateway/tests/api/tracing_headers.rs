@@ -59,6 +59,12 @@ async fn a_malformed_traceparent_starts_a_new_trace() {
         format!("ff-{caller}-00f067aa0ba902b7-01"),
         format!("00-{caller}-00f067aa0ba902b7"),
         format!("00-{caller}-00f067aa0ba902b7-zz"),
+        // Field lengths and case are part of the grammar: none of these is continued.
+        format!("00-{}-00f067aa0ba902b7-01", &caller[1..]),
+        format!("00-{caller}0-00f067aa0ba902b7-01"),
+        format!("00-{caller}-0f067aa0ba902b7-01"),
+        format!("00-{}-00f067aa0ba902b7-01", caller.to_uppercase()),
+        format!("00-{caller}-00f067aa0ba902b7-01-extra"),
     ];
     for bad in &malformed {
         let response = app
@@ -75,6 +81,11 @@ async fn a_malformed_traceparent_starts_a_new_trace() {
         assert_ne!(
             trace_id, caller,
             "{bad}: a new trace, not the malformed header's"
+        );
+        assert_ne!(
+            trace_id,
+            format!("0{}", &caller[1..]),
+            "{bad}: not a padded copy of it either"
         );
     }
 }
