@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{App, HttpServer, web};
 use telemetry::http::{HttpSpan, RequestTelemetry};
 use tracing_actix_web::TracingLogger;
@@ -65,15 +65,19 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     telemetry::http::fold_unknown_methods,
                 ))
-                .service(resource("/", web::get().to(meta::index)))
-                .service(resource("/healthz", web::get().to(health::healthz)))
-                .service(resource("/readyz", web::get().to(health::readyz)))
+                .service(resource("/", Method::GET, web::to(meta::index)))
+                .service(resource("/healthz", Method::GET, web::to(health::healthz)))
+                .service(resource("/readyz", Method::GET, web::to(health::readyz)))
                 .service(
                     web::scope("/api/v1")
-                        .service(resource("/signup", web::post().to(api::signup)))
-                        .service(resource("/login", web::post().to(api::login)))
-                        .service(resource("/users/me", web::get().to(api::me)))
-                        .service(resource("/openapi.json", web::get().to(meta::openapi))),
+                        .service(resource("/signup", Method::POST, web::to(api::signup)))
+                        .service(resource("/login", Method::POST, web::to(api::login)))
+                        .service(resource("/users/me", Method::GET, web::to(api::me)))
+                        .service(resource(
+                            "/openapi.json",
+                            Method::GET,
+                            web::to(meta::openapi),
+                        )),
                 )
                 .default_service(web::to(not_found))
         })
@@ -126,17 +130,21 @@ impl Application {
     }
 }
 
-/// A resource whose only route is `route`; other methods get a JSON 405, not actix's empty one.
-fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+/// A resource answering `method` with `handler`; any other method gets a JSON 405 with the
+/// `Allow` header RFC 9110 requires, not actix's empty one.
+fn resource(path: &str, method: Method, handler: actix_web::Route) -> actix_web::Resource {
+    let allow = method.clone();
     web::resource(path)
-        .route(route)
-        .default_service(web::to(method_not_allowed))
+        .route(handler.method(method))
+        .default_service(web::to(move |request: actix_web::HttpRequest| {
+            let allow = allow.clone();
+            async move { method_not_allowed(&request, &allow) }
+        }))
 }
 
-async fn method_not_allowed(
-    request: actix_web::HttpRequest,
-) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::client(
+fn method_not_allowed(request: &actix_web::HttpRequest, allow: &Method) -> actix_web::HttpResponse {
+    use actix_web::ResponseError as _;
+    let error = ApiError::client(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!(
@@ -144,7 +152,14 @@ async fn method_not_allowed(
             request.method(),
             telemetry::http::truncated_path(request.path())
         ),
-    ))
+    );
+    let mut response = error.error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow.as_str()) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 async fn not_found(request: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

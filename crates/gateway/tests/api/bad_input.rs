@@ -199,14 +199,19 @@ async fn unknown_routes_and_methods_get_json_errors() {
         "not_found",
     )
     .await;
-    assert_error(
-        app.http
-            .get(app.url("/api/v1/signup"))
+    // RFC 9110: a 405 names the methods the resource does allow.
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/api/v1/signup", "POST"),
+        (reqwest::Method::DELETE, "/api/v1/users/me", "GET"),
+        (reqwest::Method::POST, "/readyz", "GET"),
+    ] {
+        let response = app
+            .http
+            .request(method, app.url(path))
             .send()
             .await
-            .unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{path}");
+        assert_error(response, 405, "method_not_allowed").await;
+    }
 }
