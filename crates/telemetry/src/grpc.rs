@@ -466,6 +466,11 @@ pub struct Listeners {
     grpc_addr: std::net::SocketAddr,
     metrics_addr: std::net::SocketAddr,
     health_addr: Option<std::net::SocketAddr>,
+    /// The gRPC health service and its reporter, made at bind time so that a service can report
+    /// on its own dependencies (see [`Listeners::health`]).
+    health_reporter: tonic_health::server::HealthReporter,
+    health_service:
+        tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
 }
 
 impl Listeners {
@@ -481,6 +486,10 @@ impl Listeners {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
             None => None,
         };
+        let health_reporter = tonic_health::server::HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health_reporter.clone()),
+        );
         Ok(Self {
             grpc_addr: grpc.local_addr()?,
             metrics_addr: metrics.local_addr()?,
@@ -488,12 +497,20 @@ impl Listeners {
             grpc,
             metrics,
             health,
+            health_reporter,
+            health_service,
         })
     }
 
     /// The bound health-only address, if any.
     pub fn health_addr(&self) -> Option<std::net::SocketAddr> {
         self.health_addr
+    }
+
+    /// The health reporter of the server [`Listeners::serve`] will run: a service reports
+    /// NOT_SERVING through it when a dependency it cannot work without is down.
+    pub fn health(&self) -> tonic_health::server::HealthReporter {
+        self.health_reporter.clone()
     }
 
     /// The bound gRPC address.
@@ -534,7 +551,7 @@ impl Listeners {
         S::Future: Send + 'static,
     {
         let metrics = GrpcMetrics::register(&registry, crate::metrics::Side::Server)?;
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let (health_reporter, health_service) = (self.health_reporter, self.health_service);
         health_reporter.set_serving::<S>().await;
 
         let stop_metrics = tokio_util::sync::CancellationToken::new();

@@ -5,6 +5,7 @@
 //! | [`otlp`] | a real OTLP/gRPC trace collector on `127.0.0.1:0` that keeps what it receives |
 //! | [`postgres`] | a throw-away PostgreSQL database per test (skipped with one line off CI) |
 //! | [`process`] | a real binary as a child process with captured stdout, killed on drop |
+//! | [`proxy`] | a TCP forwarder a test can cut and restore (a dependency that goes away and returns) |
 //! | [`stack`] | user, auth and gateway as child processes wired together |
 //! | [`tls`] | mutual-TLS clients, for tests of the services' caller policy |
 //! | [`tool`] | external tools a test runs (`promtool`, `hadolint`...), skipped with one line when missing |
@@ -12,6 +13,7 @@
 pub mod otlp;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod stack;
 pub mod tls;
 pub mod tool;

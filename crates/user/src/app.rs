@@ -20,9 +20,51 @@ pub fn caller_policy() -> telemetry::tls::CallerPolicy {
     ])
 }
 
+/// How often the health watchdog checks the database.
+const DATABASE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reports NOT_SERVING (for the whole server and the user service) while the database cannot
+/// be reached, and SERVING again when it can: the gateway's `/readyz` and Kubernetes take the
+/// service out of rotation instead of letting every call fail. One log line per change.
+async fn watch_database(
+    db: Database,
+    health: tonic_health::server::HealthReporter,
+    logger: slog::Logger,
+) {
+    use tonic_health::ServingStatus;
+    let mut every = tokio::time::interval(DATABASE_CHECK_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = true;
+    loop {
+        every.tick().await;
+        let reachable = db.reachable().await;
+        if reachable == up {
+            continue;
+        }
+        up = reachable;
+        let status = if up {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for service in ["", proto::user::v1::user_service_server::SERVICE_NAME] {
+            health.set_service_status(service, status).await;
+        }
+        if up {
+            slog::info!(logger, "database reachable again: serving");
+        } else {
+            slog::warn!(
+                logger,
+                "database unreachable: reporting NOT_SERVING until it returns"
+            );
+        }
+    }
+}
+
 /// A user service with its listeners bound and its database migrated, ready to [`run`](Self::run).
 pub struct Application {
     listeners: Listeners,
+    db: Database,
     tls: Option<telemetry::tls::InternalTls>,
     api: UserApi,
     logger: slog::Logger,
@@ -45,6 +87,7 @@ impl Application {
         Ok(Self {
             listeners,
             tls: config.tls,
+            db: db.clone(),
             api: UserApi::new(db, config.min_bcrypt_cost, logger.clone()),
             logger,
             registry,
@@ -72,6 +115,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let service = UserServiceServer::new(self.api);
+        let watchdog = tokio::spawn(watch_database(
+            self.db,
+            self.listeners.health(),
+            self.logger.clone(),
+        ));
+        // Once draining starts, NOT_SERVING stays, whatever the database does.
+        let shutdown = async move {
+            shutdown.await;
+            watchdog.abort();
+        };
         self.listeners
             .serve(
                 service,

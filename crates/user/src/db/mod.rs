@@ -296,6 +296,15 @@ impl Database {
         result.map_err(|e| UserError::Internal(format!("migrations failed: {e}")))
     }
 
+    /// Whether a working connection can be had now (checked out and pinged, as the pool does),
+    /// without a span: the health watchdog asks every few seconds.
+    pub async fn reachable(&self) -> bool {
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || database.checkout().is_ok())
+            .await
+            .unwrap_or(false)
+    }
+
     fn checkout(&self) -> Result<PooledConnection<Manager>, UserError> {
         self.pool
             .get()

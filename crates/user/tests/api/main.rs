@@ -3,6 +3,7 @@
 #![allow(unreachable_pub)] // helpers are `pub` for sibling test modules, not for export
 
 mod callers;
+mod database_down;
 mod helpers;
 mod migrations;
 mod users;
