@@ -20,6 +20,37 @@ pub fn caller_policy() -> telemetry::tls::CallerPolicy {
     ])
 }
 
+/// The first pause between attempts to reach the database at start-up; it doubles up to
+/// [`MAX_CONNECT_BACKOFF`].
+const FIRST_CONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+/// The longest pause between attempts.
+const MAX_CONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects and migrates, retrying with backoff while the database cannot be reached (it is
+/// often still starting: a compose `up`, a pod scheduled before its database) for up to
+/// `config.database_connect_timeout`, with one line per attempt saying why, rather than exiting
+/// at once into a crash loop. Any other failure (a migration error) ends start-up at once.
+async fn connect_with_retries(config: &Config, logger: &slog::Logger) -> anyhow::Result<Database> {
+    let deadline = tokio::time::Instant::now() + config.database_connect_timeout;
+    let mut pause = FIRST_CONNECT_BACKOFF;
+    loop {
+        let (url, pool_size) = (config.database_url.clone(), config.pool_size);
+        // Connecting and migrating block; keep them off the async workers.
+        match tokio::task::spawn_blocking(move || Database::connect(&url, pool_size)).await? {
+            Ok(db) => return Ok(db),
+            Err(crate::error::UserError::Unavailable(why))
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                slog::warn!(logger, "database unreachable; retrying";
+                    "error" => &why, "retry_in_ms" => pause.as_millis() as u64);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_CONNECT_BACKOFF);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// How often the health watchdog checks the database.
 const DATABASE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -80,9 +111,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let listeners =
             Listeners::bind(config.grpc_addr, config.metrics_addr, config.health_addr).await?;
-        let (url, pool_size) = (config.database_url.clone(), config.pool_size);
-        // Connecting and migrating block; keep them off the async workers.
-        let db = tokio::task::spawn_blocking(move || Database::connect(&url, pool_size)).await??;
+        let db = connect_with_retries(&config, &logger).await?;
         slog::info!(logger, "database ready"; "db.system" => db.backend().system());
         Ok(Self {
             listeners,

@@ -18,6 +18,10 @@ pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const DATA_DIR: &str = "DATA_DIR";
 /// Maximum pooled database connections.
 pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
+/// How long start-up keeps trying to reach the database, in ms, before it gives up.
+pub const DATABASE_CONNECT_TIMEOUT_MS: &str = "DATABASE_CONNECT_TIMEOUT_MS";
+/// Default for [`DATABASE_CONNECT_TIMEOUT_MS`]: long enough for a database starting beside us.
+pub const DEFAULT_DATABASE_CONNECT_TIMEOUT_MS: u64 = 60_000;
 /// The bcrypt cost auth hashes at; hashes below it are refused. Set it as auth's.
 pub const BCRYPT_COST: &str = "BCRYPT_COST";
 
@@ -41,6 +45,8 @@ pub struct Config {
     pub pool_size: u32,
     /// The lowest bcrypt cost a stored hash may have.
     pub min_bcrypt_cost: u32,
+    /// How long start-up keeps trying to reach the database.
+    pub database_connect_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -91,6 +97,11 @@ impl Config {
             database_url,
             pool_size,
             min_bcrypt_cost,
+            database_connect_timeout: std::time::Duration::from_millis(parse_var(
+                &lookup,
+                DATABASE_CONNECT_TIMEOUT_MS,
+                DEFAULT_DATABASE_CONNECT_TIMEOUT_MS,
+            )?),
         })
     }
 }

@@ -75,6 +75,7 @@ pub async fn spawn() -> TestAuth {
         pool_size: 4,
         // The suites hash at the minimum cost; production uses 12 in auth and user.
         min_bcrypt_cost: 4,
+        database_connect_timeout: std::time::Duration::from_secs(10),
     };
     let user_app = user::Application::build(
         user_config,

@@ -39,6 +39,7 @@ async fn every_method_refuses_strangers_and_the_wrong_service() {
         database_url: user::db::DatabaseUrl::Sqlite(dir.path().join("users.db")),
         pool_size: 2,
         min_bcrypt_cost: 4,
+        database_connect_timeout: std::time::Duration::from_secs(10),
     };
     let app = user::Application::build(
         config,

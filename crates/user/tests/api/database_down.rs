@@ -54,6 +54,7 @@ async fn health_follows_the_database_and_service_resumes_when_it_returns() {
         database_url: user::db::DatabaseUrl::Postgres(url),
         pool_size: 2,
         min_bcrypt_cost: 4,
+        database_connect_timeout: std::time::Duration::from_secs(10),
     };
     let app = user::Application::build(
         config,
@@ -104,4 +105,60 @@ async fn health_follows_the_database_and_service_resumes_when_it_returns() {
         tonic::Code::NotFound,
         "served again, no restart: {call:?}"
     );
+}
+
+/// A database that is still starting when the service starts: it waits, retrying, instead of
+/// exiting into a crash loop; and it does give up, with the cause, after its timeout.
+#[tokio::test]
+async fn start_up_waits_for_a_database_that_comes_late_and_gives_up_eventually() {
+    let Some(database) = testkit::postgres::TestDatabase::create() else {
+        return;
+    };
+    let server = database
+        .url()
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let target = tokio::net::lookup_host(&server)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = testkit::proxy::Proxy::start(target).await;
+    let url = database
+        .url()
+        .replacen(&server, &proxy.addr().to_string(), 1);
+    let config = |timeout: Duration| user::Config {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: None,
+        tls: None,
+        database_url: user::db::DatabaseUrl::Postgres(url.clone()),
+        pool_size: 2,
+        min_bcrypt_cost: 4,
+        database_connect_timeout: timeout,
+    };
+    let build = |timeout| {
+        user::Application::build(
+            config(timeout),
+            telemetry::logs::test_logger("user"),
+            telemetry::metrics::registry(),
+        )
+    };
+
+    proxy.cut();
+    let error = build(Duration::from_millis(1200))
+        .await
+        .err()
+        .expect("gives up");
+    assert!(format!("{error:#}").contains("cannot connect"), "{error:#}");
+
+    let late = tokio::spawn(build(Duration::from_secs(30)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!late.is_finished(), "still waiting for the database");
+    proxy.restore();
+    let app = late.await.unwrap().expect("started once the database came");
+    assert!(app.grpc_addr().port() > 0);
 }

@@ -32,6 +32,7 @@ pub async fn spawn(
         pool_size: 4,
         // The suites hash at the minimum cost; production uses 12 in auth and user.
         min_bcrypt_cost: 4,
+        database_connect_timeout: std::time::Duration::from_secs(10),
     };
     let app = user::Application::build(
         config,
