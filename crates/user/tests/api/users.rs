@@ -199,3 +199,35 @@ async fn metrics_and_health_are_served() {
         );
     }
 }
+
+#[tokio::test]
+async fn fifty_simultaneous_sign_ups_for_one_email_store_exactly_one_account() {
+    for svc in on_every_backend().await {
+        let attempts: Vec<_> = (0..50)
+            .map(|_| {
+                let mut client = svc.client.clone();
+                tokio::spawn(async move { client.create_user(create("race@example.com")).await })
+            })
+            .collect();
+        let mut created = 0;
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(_) => created += 1,
+                Err(status) => assert_eq!(
+                    status.code(),
+                    tonic::Code::AlreadyExists,
+                    "{}: the loser of a race is told the email is taken, nothing else: {status:?}",
+                    svc.backend
+                ),
+            }
+        }
+        assert_eq!(created, 1, "{}", svc.backend);
+        let mut client = svc.client.clone();
+        let stored = client
+            .get_credential(proto::user::v1::GetCredentialRequest {
+                email: "race@example.com".into(),
+            })
+            .await;
+        assert!(stored.is_ok(), "{}: the one account is there", svc.backend);
+    }
+}
