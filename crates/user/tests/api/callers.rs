@@ -27,27 +27,17 @@ async fn every_method_refuses_strangers_and_the_wrong_service() {
     let ca = certgen::Ca::new().unwrap();
     let mine = ca.issue("user").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = user::Config {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+    let app = crate::helpers::build(user::Config {
         health_addr: Some("127.0.0.1:0".parse().unwrap()),
         tls: Some(telemetry::tls::InternalTls::from_pem(
             &ca.pem(),
             &mine.cert,
             &mine.key,
         )),
-        database_url: user::db::DatabaseUrl::Sqlite(dir.path().join("users.db")),
         pool_size: 2,
-        min_bcrypt_cost: 4,
-        database_connect_timeout: std::time::Duration::from_secs(10),
-    };
-    let app = user::Application::build(
-        config,
-        telemetry::logs::test_logger("user"),
-        telemetry::metrics::registry(),
-    )
-    .await
-    .unwrap();
+        ..crate::helpers::config(user::db::DatabaseUrl::Sqlite(dir.path().join("users.db")))
+    })
+    .await;
     let (addr, health) = (app.grpc_addr(), app.health_addr().unwrap());
     let (_stop, stopped) = testkit::stopper();
     tokio::spawn(app.run(stopped));

@@ -24,45 +24,46 @@ async fn status(health: &str) -> Option<ServingStatus> {
     Some(response.into_inner().status())
 }
 
-#[tokio::test]
-async fn health_follows_the_database_and_service_resumes_when_it_returns() {
-    let Some(database) = testkit::postgres::TestDatabase::create() else {
-        return;
-    };
+/// A throw-away PostgreSQL database reached through a proxy the test can cut: the database,
+/// the proxy and the URL to give the service. `None` (skipped) without PostgreSQL, off CI.
+async fn proxied_postgres() -> Option<(
+    testkit::postgres::TestDatabase,
+    testkit::proxy::Proxy,
+    user::db::DatabaseUrl,
+)> {
+    let database = testkit::postgres::TestDatabase::create()?;
     // The server's host:port from the URL (postgres://user@host:port/db), put behind the proxy.
+    // Only a missing server skips the test; anything else about it is a failure.
     let server = database
         .url()
         .split('@')
         .nth(1)
         .and_then(|rest| rest.split('/').next())
-        .unwrap()
+        .expect("postgres://user@host:port/db")
         .to_owned();
     let target = tokio::net::lookup_host(&server)
         .await
-        .unwrap()
+        .expect("the test server's address")
         .next()
-        .unwrap();
+        .expect("an address");
     let proxy = testkit::proxy::Proxy::start(target).await;
     let url = database
         .url()
         .replacen(&server, &proxy.addr().to_string(), 1);
-    let config = user::Config {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        health_addr: Some("127.0.0.1:0".parse().unwrap()),
-        tls: None,
-        database_url: user::db::DatabaseUrl::Postgres(url),
-        pool_size: 2,
-        min_bcrypt_cost: 4,
-        database_connect_timeout: std::time::Duration::from_secs(10),
+    Some((database, proxy, user::db::DatabaseUrl::Postgres(url)))
+}
+
+#[tokio::test]
+async fn health_follows_the_database_and_service_resumes_when_it_returns() {
+    let Some((_database, proxy, url)) = proxied_postgres().await else {
+        return;
     };
-    let app = user::Application::build(
-        config,
-        telemetry::logs::test_logger("user"),
-        telemetry::metrics::registry(),
-    )
-    .await
-    .unwrap();
+    let app = crate::helpers::build(user::Config {
+        health_addr: Some("127.0.0.1:0".parse().unwrap()),
+        pool_size: 2,
+        ..crate::helpers::config(url)
+    })
+    .await;
     let (grpc, health) = (app.grpc_addr(), app.health_addr().unwrap().to_string());
     let (_stop, stopped) = testkit::stopper();
     tokio::spawn(app.run(stopped));
@@ -111,41 +112,15 @@ async fn health_follows_the_database_and_service_resumes_when_it_returns() {
 /// exiting into a crash loop; and it does give up, with the cause, after its timeout.
 #[tokio::test]
 async fn start_up_waits_for_a_database_that_comes_late_and_gives_up_eventually() {
-    let Some(database) = testkit::postgres::TestDatabase::create() else {
+    let Some((_database, proxy, url)) = proxied_postgres().await else {
         return;
     };
-    let server = database
-        .url()
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_owned();
-    let target = tokio::net::lookup_host(&server)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = testkit::proxy::Proxy::start(target).await;
-    let url = database
-        .url()
-        .replacen(&server, &proxy.addr().to_string(), 1);
-    let config = |timeout: Duration| user::Config {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        health_addr: None,
-        tls: None,
-        database_url: user::db::DatabaseUrl::Postgres(url.clone()),
-        pool_size: 2,
-        min_bcrypt_cost: 4,
-        database_connect_timeout: timeout,
-    };
     let build = |timeout| {
-        user::Application::build(
-            config(timeout),
-            telemetry::logs::test_logger("user"),
-            telemetry::metrics::registry(),
-        )
+        crate::helpers::try_build(user::Config {
+            pool_size: 2,
+            database_connect_timeout: timeout,
+            ..crate::helpers::config(url.clone())
+        })
     };
 
     proxy.cut();

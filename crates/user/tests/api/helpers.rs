@@ -16,14 +16,9 @@ pub struct TestUser {
     _dir: tempfile::TempDir,
 }
 
-pub async fn spawn(
-    database_url: DatabaseUrl,
-    backend: &'static str,
-    database: Option<TestDatabase>,
-    dir: tempfile::TempDir,
-) -> TestUser {
-    testkit::init_tracing();
-    let config = user::Config {
+/// The settings the suites run user with: free ports, plain text, the minimum bcrypt cost.
+pub fn config(database_url: DatabaseUrl) -> user::Config {
+    user::Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         health_addr: None,
@@ -33,14 +28,32 @@ pub async fn spawn(
         // The suites hash at the minimum cost; production uses 12 in auth and user.
         min_bcrypt_cost: 4,
         database_connect_timeout: std::time::Duration::from_secs(10),
-    };
-    let app = user::Application::build(
+    }
+}
+
+/// Builds the service from `config`, with the test logger and a registry of its own.
+pub async fn build(config: user::Config) -> user::Application {
+    try_build(config).await.expect("user service builds")
+}
+
+/// [`build`], for tests of start-up failing.
+pub async fn try_build(config: user::Config) -> anyhow::Result<user::Application> {
+    user::Application::build(
         config,
         telemetry::logs::test_logger("user"),
         telemetry::metrics::registry(),
     )
     .await
-    .expect("user service builds");
+}
+
+pub async fn spawn(
+    database_url: DatabaseUrl,
+    backend: &'static str,
+    database: Option<TestDatabase>,
+    dir: tempfile::TempDir,
+) -> TestUser {
+    testkit::init_tracing();
+    let app = build(config(database_url)).await;
     let (grpc_addr, metrics_addr) = (app.grpc_addr(), app.metrics_addr());
     let (shutdown, stopped) = testkit::stopper();
     tokio::spawn(app.run(stopped));
