@@ -94,7 +94,13 @@ pub struct TelemetryConfig {
     pub sampler: String,
     /// `OTEL_TRACES_SAMPLER_ARG` for the ratio samplers; 1.0 by default.
     pub sampler_ratio: f64,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`: the most finished spans held for export; beyond it spans are
+    /// dropped and counted.
+    pub span_queue_size: usize,
 }
+
+/// The specification's default for `OTEL_BSP_MAX_QUEUE_SIZE`.
+pub const DEFAULT_SPAN_QUEUE_SIZE: usize = 2048;
 
 impl TelemetryConfig {
     /// Reads the process environment.
@@ -156,6 +162,9 @@ impl TelemetryConfig {
             }
         }
 
+        let span_queue_size =
+            parse_var(&lookup, "OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_SPAN_QUEUE_SIZE)?;
+
         let propagators = match non_empty(OTEL_PROPAGATORS) {
             None => vec![Propagator::TraceContext, Propagator::Baggage],
             Some(list) => parse_propagators(&list)?,
@@ -210,6 +219,7 @@ impl TelemetryConfig {
             log_filter,
             sampler,
             sampler_ratio,
+            span_queue_size,
         })
     }
 }

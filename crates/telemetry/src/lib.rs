@@ -48,6 +48,9 @@ use std::time::Duration;
 /// cannot hold a terminating pod past its grace period.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// At most one "spans dropped" warning per this interval, however many spans are lost.
+const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Error returned by [`init`]: a bad `OTEL_*` value or an exporter that could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -74,6 +77,8 @@ pub struct Guard {
     tracer_provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     /// Whether the provider has an OTLP exporter behind it.
     exporting: bool,
+    /// The export queue's drop accounting, summed up in the last log line.
+    drops: Option<std::sync::Arc<traces::queue::Drops>>,
     /// Flushes the async log drain when dropped; kept last so shutdown messages still print.
     _log_guard: Option<slog_async::AsyncGuard>,
 }
@@ -102,6 +107,13 @@ impl Drop for Guard {
         {
             slog::warn!(self.logger, "span exporter shutdown did not complete"; "error" => %error);
         }
+        if let Some((queue_full, export_failed)) = self.drops.as_ref().map(|d| d.totals())
+            && queue_full + export_failed > 0
+        {
+            slog::warn!(self.logger, "spans dropped during this run";
+                "otel.spans_dropped.queue_full" => queue_full,
+                "otel.spans_dropped.export_failed" => export_failed);
+        }
     }
 }
 
@@ -120,8 +132,17 @@ pub fn init(service_name: &'static str) -> Result<Guard, InitError> {
 pub fn init_with(config: TelemetryConfig) -> Result<Guard, InitError> {
     let (logger, log_guard) = logs::stdout_logger(&config);
     let registry = metrics::registry();
-    let tracer_provider = traces::install(&config)?;
-    let exporting = tracer_provider.is_some() && config.otlp_endpoint.is_some();
+    let installed = traces::install(&config, Some(&registry))?;
+    let drops = installed.as_ref().and_then(|i| i.drops.clone());
+    let exporting = drops.is_some();
+    if let Some(drops) = &drops {
+        tokio::spawn(traces::queue::report_drops(
+            drops.clone(),
+            logger.clone(),
+            DROP_REPORT_INTERVAL,
+        ));
+    }
+    let tracer_provider = installed.map(|i| i.provider);
     slog::info!(logger, "telemetry initialised";
         "otel.exporting" => exporting,
         "otel.sdk_disabled" => config.sdk_disabled,
@@ -132,6 +153,7 @@ pub fn init_with(config: TelemetryConfig) -> Result<Guard, InitError> {
         registry,
         tracer_provider,
         exporting,
+        drops,
         _log_guard: Some(log_guard),
     })
 }

@@ -3,8 +3,12 @@
 //! Services instrument with `tracing` spans (tracing-actix-web already does for HTTP);
 //! tracing-opentelemetry turns them into OpenTelemetry spans with W3C ids. The batch processor
 //! runs on its own thread with a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 by default) and an
-//! export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s): when the collector is down, spans beyond
-//! the queue are dropped and requests never wait on the exporter.
+//! export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s): when the collector is down or hangs, spans
+//! beyond the queue are dropped and counted ([`queue`]), and requests never wait on the exporter.
+
+pub mod queue;
+
+use std::sync::Arc;
 
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
@@ -14,7 +18,8 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult,
+    SdkTracerProvider, ShouldSample,
 };
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -27,13 +32,21 @@ use crate::config::{Propagator, TelemetryConfig};
 /// Installs the global propagator, tracer provider and `tracing` subscriber.
 ///
 /// Returns `None` when `OTEL_SDK_DISABLED=true`. Without an endpoint the provider has no
-/// exporter but still assigns ids, so log lines and response headers correlate locally.
-pub fn install(config: &TelemetryConfig) -> Result<Option<SdkTracerProvider>, InitError> {
+/// exporter but still assigns ids, so log lines and response headers correlate locally. With
+/// one, spans that never reach it are counted in `registry` (see [`queue`]).
+pub fn install(
+    config: &TelemetryConfig,
+    registry: Option<&prometheus::Registry>,
+) -> Result<Option<Installed>, InitError> {
     install_propagator(&config.propagators);
     if config.sdk_disabled {
         return Ok(None);
     }
-    let provider = provider(config)?;
+    let drops = config
+        .otlp_endpoint
+        .is_some()
+        .then(|| queue::Drops::new(config.span_queue_size, registry));
+    let provider = provider(config, drops.clone())?;
     let tracer = provider.tracer(config.service_name.clone());
     global::set_tracer_provider(provider.clone());
     tracing_subscriber::registry()
@@ -48,14 +61,26 @@ pub fn install(config: &TelemetryConfig) -> Result<Option<SdkTracerProvider>, In
         )
         .try_init()
         .map_err(|_| InitError::SubscriberAlreadySet)?;
-    Ok(Some(provider))
+    Ok(Some(Installed { provider, drops }))
+}
+
+/// What [`install`] set up.
+pub struct Installed {
+    /// The global tracer provider; shut it down to flush.
+    pub provider: SdkTracerProvider,
+    /// The export queue's drop accounting, when spans are exported.
+    pub drops: Option<Arc<queue::Drops>>,
 }
 
 /// Builds the tracer provider without installing anything globally.
 ///
 /// The sampler comes from `OTEL_TRACES_SAMPLER`/`_ARG` (validated in [`TelemetryConfig`]),
 /// wrapped so that probe and scrape requests are never exported; batch limits from `OTEL_BSP_*`.
-pub fn provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, InitError> {
+/// With an endpoint, `drops` (or a private one) accounts for the export queue.
+pub fn provider(
+    config: &TelemetryConfig,
+    drops: Option<Arc<queue::Drops>>,
+) -> Result<SdkTracerProvider, InitError> {
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource(config))
         .with_sampler(SkipProbes(sampler(&config.sampler, config.sampler_ratio)));
@@ -65,7 +90,17 @@ pub fn provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, InitError
             .with_endpoint(endpoint.clone())
             .build()
             .map_err(|e| InitError::Exporter(e.to_string()))?;
-        builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
+        let drops = drops.unwrap_or_else(|| queue::Drops::new(config.span_queue_size, None));
+        // The processor's queue is exactly the admitted spans' room, so it never drops silently.
+        let batch =
+            BatchSpanProcessor::builder(queue::CountingExporter::new(exporter, drops.clone()))
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_max_queue_size(config.span_queue_size.max(1))
+                        .build(),
+                )
+                .build();
+        builder = builder.with_span_processor(queue::Counted::new(batch, drops));
     }
     Ok(builder.build())
 }

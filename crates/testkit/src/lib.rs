@@ -105,6 +105,42 @@ impl DeadEndpoint {
     }
 }
 
+/// A loopback listener that accepts connections and never answers: a collector that hangs.
+///
+/// Accepted sockets are held open (unread) until this value is dropped.
+pub struct HangingEndpoint {
+    task: tokio::task::JoinHandle<()>,
+    url: String,
+}
+
+impl HangingEndpoint {
+    /// Starts listening.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Self { task, url }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl Drop for HangingEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Installs tracing once per test process, with ids but no exporter, so in-process services
 /// produce trace ids in headers, error bodies and logs as they do in production.
 pub fn init_tracing() {
@@ -113,7 +149,10 @@ pub fn init_tracing() {
         let config =
             telemetry::TelemetryConfig::from_lookup("test", |_| None).expect("default config");
         // Another test harness may have installed a subscriber first; ids are then its concern.
-        let provider = telemetry::traces::install(&config).ok().flatten();
+        let provider = telemetry::traces::install(&config, None)
+            .ok()
+            .flatten()
+            .map(|installed| installed.provider);
         std::mem::forget(provider);
     });
 }

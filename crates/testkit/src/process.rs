@@ -76,6 +76,23 @@ impl Service {
         }
     }
 
+    /// Sends `signal` without waiting (SIGSTOP freezes the process: a hung dependency).
+    #[cfg(unix)]
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Some(pid) = self.child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill(2)");
+        }
+    }
+
+    /// The process's resident set size in KiB (Linux `/proc`), `None` once it has exited.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Every stdout line so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().expect("stdout lock").clone()

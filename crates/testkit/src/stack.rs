@@ -36,6 +36,10 @@ pub struct Stack {
     pub user_metrics: String,
     /// A client with a request timeout.
     pub http: reqwest::Client,
+    /// Each service's environment, to start it again in [`Stack::restart`].
+    envs: Vec<(&'static str, Vec<(&'static str, String)>)>,
+    /// Processes [`Stack::restart`] replaced, kept for [`Stack::all_output`].
+    retired: Vec<Service>,
     _database: Option<crate::postgres::TestDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -118,7 +122,8 @@ impl Stack {
             ("DATABASE_URL", database_url),
         ];
         settings.extend(tls("user"));
-        let user = Service::spawn("user", &env_for(settings, extra));
+        let user_env = env_for(settings, extra);
+        let user = Service::spawn("user", &user_env);
         let user_grpc = logged(&user, "grpc server listening", "grpc.addr").await;
         let user_metrics = logged(&user, "grpc server listening", "metrics.addr").await;
         let user_health = logged(&user, "grpc server listening", "health.addr").await;
@@ -131,7 +136,8 @@ impl Stack {
             ("JWT_SECRET", JWT_SECRET.to_owned()),
         ];
         settings.extend(tls("auth"));
-        let auth = Service::spawn("auth", &env_for(settings, extra));
+        let auth_env = env_for(settings, extra);
+        let auth = Service::spawn("auth", &auth_env);
         let auth_grpc = logged(&auth, "grpc server listening", "grpc.addr").await;
         let auth_metrics = logged(&auth, "grpc server listening", "metrics.addr").await;
         let auth_health = logged(&auth, "grpc server listening", "health.addr").await;
@@ -147,6 +153,36 @@ impl Stack {
         let gateway = Service::spawn("gateway", &env);
         let gateway_url = logged(&gateway, "gateway listening", "url").await;
 
+        let pin = |env: Vec<(&'static str, String)>, addrs: [(&'static str, &str); 3]| {
+            // A restarted service comes back where its callers expect it.
+            let mut env = env;
+            env.extend(addrs.map(|(key, addr)| (key, addr.to_owned())));
+            env
+        };
+        let envs = vec![
+            (
+                "user",
+                pin(
+                    user_env,
+                    [
+                        ("GRPC_ADDR", &user_grpc),
+                        ("METRICS_ADDR", &user_metrics),
+                        ("HEALTH_ADDR", &user_health),
+                    ],
+                ),
+            ),
+            (
+                "auth",
+                pin(
+                    auth_env,
+                    [
+                        ("GRPC_ADDR", &auth_grpc),
+                        ("METRICS_ADDR", &auth_metrics),
+                        ("HEALTH_ADDR", &auth_health),
+                    ],
+                ),
+            ),
+        ];
         let stack = Self {
             gateway,
             auth,
@@ -162,11 +198,31 @@ impl Stack {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
+            envs,
+            retired: Vec::new(),
             _database: database,
             _dir: dir,
         };
         stack.wait_ready().await;
         stack
+    }
+
+    /// Starts `service` (`"user"` or `"auth"`, which must have exited) again on the same
+    /// addresses and database, and waits until the gateway reports ready again.
+    pub async fn restart(&mut self, service: &str) {
+        let env = self
+            .envs
+            .iter()
+            .find(|(name, _)| *name == service)
+            .map(|(_, env)| env.clone())
+            .unwrap_or_else(|| panic!("no restartable service {service:?}"));
+        let fresh = Service::spawn(service, &env);
+        let old = match service {
+            "user" => std::mem::replace(&mut self.user, fresh),
+            _ => std::mem::replace(&mut self.auth, fresh),
+        };
+        self.retired.push(old);
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {
@@ -241,7 +297,8 @@ impl Stack {
     /// Every line the three processes printed, stdout and stderr.
     pub fn all_output(&self) -> Vec<String> {
         [&self.gateway, &self.auth, &self.user]
-            .iter()
+            .into_iter()
+            .chain(&self.retired)
             .flat_map(|s| s.stdout().into_iter().chain(s.stderr()))
             .collect()
     }

@@ -1,0 +1,219 @@
+//! The export queue's accounting: every span that will never reach the collector is counted.
+//!
+//! The SDK's batch processor drops spans silently once its queue is full (it warns once per
+//! process life and gives the total only at shutdown), and a failed export loses its whole batch
+//! with no count at all. [`Counted`] admits each finished span against the same capacity the
+//! processor was given, so the processor's own queue can never overflow and every span that does
+//! not fit is counted here instead; [`CountingExporter`] counts the spans of failed exports.
+//! Both feed `otel_spans_dropped_total{reason}`, and [`report_drops`] logs one warning per
+//! interval, never one per span.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use opentelemetry::Context;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+/// The metric counting spans lost on the way to the collector.
+pub const DROPPED_METRIC: &str = "otel_spans_dropped_total";
+
+/// Spans admitted and not yet handed to the exporter, against a fixed capacity.
+#[derive(Debug)]
+pub struct Drops {
+    pending: AtomicUsize,
+    capacity: usize,
+    /// Spans refused because the queue was full (the collector is slow, hanging or down).
+    queue_full: IntCounter,
+    /// Spans of batches whose export failed (refused, timed out, rejected).
+    export_failed: IntCounter,
+}
+
+impl Drops {
+    /// Accounting for a queue of `capacity` spans, registered in `registry` (if given) as
+    /// [`DROPPED_METRIC`].
+    pub fn new(capacity: usize, registry: Option<&Registry>) -> Arc<Self> {
+        let counter = IntCounterVec::new(
+            Opts::new(
+                DROPPED_METRIC,
+                "Finished spans that were never exported, by reason (queue_full, export_failed).",
+            ),
+            &["reason"],
+        )
+        .expect("a valid metric definition");
+        if let Some(registry) = registry {
+            // Only fails if registered twice: one provider per process.
+            let _ = registry.register(Box::new(counter.clone()));
+        }
+        Arc::new(Self {
+            pending: AtomicUsize::new(0),
+            capacity,
+            queue_full: counter.with_label_values(&["queue_full"]),
+            export_failed: counter.with_label_values(&["export_failed"]),
+        })
+    }
+
+    /// Takes a place in the queue for one span, or counts it as dropped.
+    fn admit(&self) -> bool {
+        let admitted = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+                (pending < self.capacity).then_some(pending + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.queue_full.inc();
+        }
+        admitted
+    }
+
+    /// `count` spans left the queue for the exporter.
+    fn taken(&self, count: usize) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+                Some(pending.saturating_sub(count))
+            });
+    }
+
+    /// Spans dropped so far: (queue full, export failed).
+    pub fn totals(&self) -> (u64, u64) {
+        (self.queue_full.get(), self.export_failed.get())
+    }
+}
+
+/// A span processor that admits spans to `inner` (the batch processor) only while the shared
+/// queue has room.
+#[derive(Debug)]
+pub struct Counted<P> {
+    inner: P,
+    drops: Arc<Drops>,
+}
+
+impl<P> Counted<P> {
+    /// Puts `drops`' admission in front of `inner`, whose exporter must be a
+    /// [`CountingExporter`] on the same `drops` and whose queue must be at least as large.
+    pub fn new(inner: P, drops: Arc<Drops>) -> Self {
+        Self { inner, drops }
+    }
+}
+
+impl<P: SpanProcessor> SpanProcessor for Counted<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.drops.admit() {
+            self.inner.on_end(span);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// An exporter that frees queue places as batches leave and counts the spans of failed exports.
+#[derive(Debug)]
+pub struct CountingExporter<E> {
+    inner: E,
+    drops: Arc<Drops>,
+}
+
+impl<E> CountingExporter<E> {
+    /// Wraps `inner`, accounting on `drops`.
+    pub fn new(inner: E, drops: Arc<Drops>) -> Self {
+        Self { inner, drops }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let count = batch.len();
+        // The batch processor has already taken these off its channel.
+        self.drops.taken(count);
+        let outcome = self.inner.export(batch).await;
+        if outcome.is_err() {
+            self.drops.export_failed.inc_by(count as u64);
+        }
+        outcome
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// How often [`report_drops`] looks; the first drop is reported within this.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Logs one WARN line when spans were dropped, then at most one per `interval`, each with the
+/// counts since the previous line. Runs until the process exits.
+pub async fn report_drops(drops: Arc<Drops>, logger: slog::Logger, interval: Duration) {
+    let mut reported = (0, 0);
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = tokio::time::Instant::now();
+        if last_warning.is_some_and(|at| now.duration_since(at) < interval) {
+            continue;
+        }
+        let totals = drops.totals();
+        if totals == reported {
+            continue;
+        }
+        slog::warn!(logger, "spans dropped: the collector is not keeping up or unreachable";
+            "otel.spans_dropped.queue_full" => totals.0 - reported.0,
+            "otel.spans_dropped.export_failed" => totals.1 - reported.1,
+            "otel.span_queue_size" => drops.capacity,
+            "interval_s" => interval.as_secs(),
+        );
+        reported = totals;
+        last_warning = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_beyond_capacity_are_counted_and_places_free_as_batches_leave() {
+        let registry = Registry::new();
+        let drops = Drops::new(3, Some(&registry));
+        let admitted = (0..5).filter(|_| drops.admit()).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(drops.totals(), (2, 0));
+        drops.taken(2);
+        assert!(drops.admit() && drops.admit());
+        assert!(!drops.admit());
+        assert_eq!(drops.totals(), (3, 0));
+        let text = crate::metrics::render(&registry);
+        assert!(
+            text.contains(r#"otel_spans_dropped_total{reason="queue_full"} 3"#),
+            "{text}"
+        );
+    }
+}
