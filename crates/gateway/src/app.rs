@@ -68,6 +68,9 @@ impl Application {
                 .service(resource("/", Method::GET, web::to(meta::index)))
                 .service(resource("/healthz", Method::GET, web::to(health::healthz)))
                 .service(resource("/readyz", Method::GET, web::to(health::readyz)))
+                // actix-web-prom answers `GET /metrics` before routing; the resource is here so
+                // that other methods get 405 with `Allow`, like every other path.
+                .service(resource("/metrics", Method::GET, web::to(not_found)))
                 .service(
                     web::scope("/api/v1")
                         .service(resource("/signup", Method::POST, web::to(api::signup)))

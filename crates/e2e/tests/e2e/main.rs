@@ -2,6 +2,7 @@
 
 #![allow(unreachable_pub)] // helpers are `pub` for sibling test modules, not for export
 
+mod contract;
 mod faults;
 mod hostile;
 mod lifecycle;

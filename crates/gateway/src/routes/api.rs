@@ -27,18 +27,95 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Object<T> {
 }
 
 /// `POST /api/v1/signup` body. No `Debug`: it holds a password.
+///
+/// The patterns are [`proto::validation`]'s rules as far as a JSON Schema regex can say them;
+/// the descriptions say the rest (README, "The OpenAPI contract").
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupBody {
-    /// A valid address; stored lower-cased.
-    #[schema(example = "ada@example.com")]
+    /// Described by [`email_schema`].
+    #[schema(schema_with = email_schema)]
     pub email: String,
-    /// 8 characters to 72 bytes.
-    #[schema(example = "correct horse battery staple", min_length = 8)]
+    /// 8 characters to 72 bytes of UTF-8 (bcrypt reads no further).
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 72
+    )]
     pub password: String,
-    /// Display name, 1 to 100 characters.
-    #[schema(example = "Ada Lovelace")]
+    /// Described by [`name_schema`].
+    #[schema(schema_with = name_schema)]
     pub name: String,
 }
+
+fn email_schema() -> utoipa::openapi::Object {
+    string_schema(
+        "An ASCII address (an internationalised domain in its `xn--` form), at most 254 bytes \
+         with a local part of at most 64; surrounding white space is ignored; stored lower-cased.",
+        "ada@example.com",
+        EMAIL_PATTERN,
+    )
+    .max_length(Some(proto::validation::MAX_EMAIL_BYTES))
+    .build()
+}
+
+fn name_schema() -> utoipa::openapi::Object {
+    string_schema(
+        "Display name: 1 to 100 characters once surrounding white space is removed and the text \
+         NFC-normalised; no control, format (zero-width, bidi), private-use, unassigned or \
+         line/paragraph-separator characters.",
+        "Ada Lovelace",
+        NAME_PATTERN,
+    )
+    .build()
+}
+
+fn string_schema(
+    description: &str,
+    example: &str,
+    pattern: &str,
+) -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .examples([example])
+        .pattern(Some(pattern))
+}
+
+/// ASCII white space, which the server trims from emails and names.
+macro_rules! ws {
+    () => {
+        r"[\t\n\x0b\x0c\r ]*"
+    };
+}
+/// One DNS label: letters, digits and inner hyphens, at most 63.
+macro_rules! label {
+    () => {
+        r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    };
+}
+/// [`proto::validation::email`]: printable ASCII but `@` before it (1 to 64), dot-separated
+/// labels after it (at least two).
+const EMAIL_PATTERN: &str = concat!(
+    "^",
+    ws!(),
+    r"[!-?A-~]{1,64}@",
+    label!(),
+    r"(?:\.",
+    label!(),
+    ")+",
+    ws!(),
+    "$"
+);
+/// [`proto::validation::name`] as far as a regex can say it: 1 to 100 characters, none of them
+/// an ASCII control character, between optional white space.
+const NAME_PATTERN: &str = concat!(
+    "^",
+    ws!(),
+    r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,98}[^\x00-\x20\x7f])?",
+    ws!(),
+    "$"
+);
 
 /// `POST /api/v1/login` body. No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -100,9 +177,10 @@ impl TryFrom<Option<User>> for UserView {
     responses(
         (status = 201, description = "Created", body = UserView),
         (status = 400, description = "`malformed_json` or `invalid_request` (missing field, wrong type)", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body arrived too slowly", body = ErrorBody),
         (status = 409, description = "`email_taken`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_email`, `password_too_short`, `password_too_long`, `invalid_name`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many sign-ups from this address; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, or `overloaded` (see `Retry-After`)", body = ErrorBody),
@@ -136,6 +214,9 @@ pub async fn signup(
         (status = 200, description = "Logged in", body = TokenView),
         (status = 400, description = "`malformed_json` or `invalid_request`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: unknown email and wrong password alike", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body arrived too slowly", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many logins from this address or for this account; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, or `overloaded` (see `Retry-After`)", body = ErrorBody),
     )
@@ -231,6 +312,76 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
+
+    /// The document's patterns say what [`proto::validation`] does, for every ASCII case here:
+    /// schemathesis trusts them in both directions (README, "The OpenAPI contract").
+    #[test]
+    fn the_documented_patterns_agree_with_the_server_rules() {
+        let email = regex::Regex::new(EMAIL_PATTERN).unwrap();
+        let long_local = format!("{}@example.com", "a".repeat(64));
+        let longer_local = format!("{}@example.com", "a".repeat(65));
+        let long_label = format!("a@{}.com", "b".repeat(63));
+        let longer_label = format!("a@{}.com", "b".repeat(64));
+        let emails = [
+            "ada@example.com",
+            "Ada@Example.COM",
+            " ada@example.com\t",
+            "\n\x0ba@b.co\r",
+            "a!#$%&'*+/=?^_`{|}~-@b.co",
+            "\"quoted\"@b.co",
+            "a.b..c@b.co",
+            "a@xn--bcher-kva.de",
+            "a@b",
+            "a@.b.co",
+            "a@b..co",
+            "a@-b.co",
+            "a@b-.co",
+            "a@b_c.co",
+            "@b.co",
+            "a@@b.co",
+            "a b@c.co",
+            "a@b.co x",
+            "\x1fa@b.co",
+            "a\x7f@b.co",
+            "",
+            " ",
+            &long_local,
+            &longer_local,
+            &long_label,
+            &longer_label,
+        ];
+        for raw in emails {
+            assert_eq!(
+                email.is_match(raw),
+                proto::validation::email(raw).is_ok(),
+                "email {raw:?}"
+            );
+        }
+        let name = regex::Regex::new(NAME_PATTERN).unwrap();
+        let names = [
+            "Ada".to_owned(),
+            "A".to_owned(),
+            " Ada Lovelace \t".to_owned(),
+            "a b".to_owned(),
+            "x".repeat(100),
+            "x".repeat(101),
+            format!("  {}  ", "x".repeat(100)),
+            String::new(),
+            "   ".to_owned(),
+            "a\tb".to_owned(),
+            "a\x00b".to_owned(),
+            "a\x7f".to_owned(),
+            "\x1bname".to_owned(),
+            "~!@#$%^&*()".to_owned(),
+        ];
+        for raw in &names {
+            assert_eq!(
+                name.is_match(raw),
+                proto::validation::name(raw).is_ok(),
+                "name {raw:?}"
+            );
+        }
+    }
 
     fn code(result: Result<&str, ApiError>) -> String {
         result.unwrap_err().code().to_owned()

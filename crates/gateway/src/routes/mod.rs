@@ -10,10 +10,13 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Observable Rust services: gateway", description = "Public REST API. Every response carries `traceresponse` and `x-trace-id` headers; every error body is `{code, message, trace_id}`."),
-    paths(api::signup, api::login, api::me, health::healthz, health::readyz),
+    paths(
+        meta::index, api::signup, api::login, api::me, health::healthz, health::readyz,
+        meta::metrics, meta::openapi
+    ),
     components(schemas(
         api::SignupBody, api::LoginBody, api::UserView, api::TokenView,
-        crate::error::ErrorBody, health::Health
+        crate::error::ErrorBody, health::Health, meta::Index, meta::Links
     )),
     modifiers(&BearerAuth),
 )]
