@@ -26,6 +26,8 @@ pub struct TraceIds {
     pub span_id: SpanId,
     /// Whether the sampler kept the trace (the `01` flag of `traceparent`).
     pub sampled: bool,
+    /// W3C Trace Context Level 2's random flag (`02`): the trace id's right 7 bytes are random.
+    pub random: bool,
 }
 
 impl TraceIds {
@@ -45,7 +47,7 @@ impl TraceIds {
             "00-{:032x}-{:016x}-{:02x}",
             self.trace_id,
             self.span_id,
-            u8::from(self.sampled)
+            u8::from(self.sampled) | (u8::from(self.random) << 1)
         )
     }
 }
@@ -59,6 +61,8 @@ pub fn current_trace_ids() -> Option<TraceIds> {
         trace_id: span_context.trace_id(),
         span_id: span_context.span_id(),
         sampled: span_context.is_sampled(),
+        random: span_context.trace_flags() & crate::propagation::RANDOM
+            == crate::propagation::RANDOM,
     })
 }
 
@@ -256,6 +260,7 @@ mod tests {
             trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
             sampled: true,
+            random: false,
         };
         assert_eq!(
             ids.traceparent(),

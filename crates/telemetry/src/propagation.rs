@@ -7,7 +7,13 @@
 //! `tracestate` too, and a `tracestate` of more than 32 members) from the propagator, which
 //! handles everything else (flags, `tracestate`'s key and value rules, baggage).
 
-use opentelemetry::propagation::Extractor;
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt as _, TraceFlags};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+/// W3C Trace Context Level 2's random flag: the right-most 7 bytes of the trace id are random.
+pub const RANDOM: TraceFlags = TraceFlags::new(0x02);
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -75,6 +81,81 @@ pub fn extract(headers: &impl Extractor) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&Strict(headers))
     })
+}
+
+/// The W3C `traceparent`/`tracestate` propagator, Level 2 as far as a receiver goes.
+///
+/// OpenTelemetry's propagator implements Level 1, which zeroes every flag but `sampled`. Level 2
+/// adds the `random` flag (`02`), which describes the trace id and so travels with it: this
+/// propagator keeps it from an incoming `traceparent` and sends it on. (Traces this process
+/// starts do not set it: the SDK gives root spans no way to; see the README's conformance notes.)
+#[derive(Debug, Default)]
+pub struct TraceContextLevel2 {
+    inner: TraceContextPropagator,
+}
+
+impl TraceContextLevel2 {
+    /// A new propagator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The flags byte of a valid `traceparent`.
+fn flags_of(traceparent: &str) -> Option<u8> {
+    let value = traceparent.trim_matches([' ', '\t']);
+    value
+        .get(53..55)
+        .and_then(|flags| u8::from_str_radix(flags, 16).ok())
+}
+
+impl TextMapPropagator for TraceContextLevel2 {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.inner.inject_context(cx, injector);
+        let span = cx.span();
+        let context = span.span_context();
+        if context.is_valid() && context.trace_flags() & RANDOM == RANDOM {
+            let flags = context.trace_flags() & (TraceFlags::SAMPLED | RANDOM);
+            injector.set(
+                TRACEPARENT,
+                format!(
+                    "00-{}-{}-{:02x}",
+                    context.trace_id(),
+                    context.span_id(),
+                    flags.to_u8()
+                ),
+            );
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let extracted = self.inner.extract_with_context(cx, extractor);
+        let random = extractor
+            .get(TRACEPARENT)
+            .and_then(flags_of)
+            .is_some_and(|flags| flags & RANDOM.to_u8() != 0);
+        let with_random = {
+            let span = extracted.span();
+            let context = span.span_context();
+            (random && context.is_valid() && context.is_remote()).then(|| {
+                SpanContext::new(
+                    context.trace_id(),
+                    context.span_id(),
+                    context.trace_flags() | RANDOM,
+                    true,
+                    context.trace_state().clone(),
+                )
+            })
+        };
+        let Some(with_random) = with_random else {
+            return extracted;
+        };
+        extracted.with_remote_span_context(with_random)
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        self.inner.fields()
+    }
 }
 
 #[cfg(test)]
@@ -157,5 +238,31 @@ mod tests {
             Strict(&long).get("traceparent").is_some(),
             "the trace continues without the state"
         );
+    }
+
+    #[test]
+    fn the_random_flag_travels_with_the_trace_id_and_other_unknown_flags_do_not() {
+        let propagator = TraceContextLevel2::new();
+        for (received, sent) in [
+            ("03", "03"),
+            ("02", "02"),
+            ("01", "01"),
+            ("00", "00"),
+            ("ff", "03"),
+            ("05", "01"),
+        ] {
+            let incoming = Headers(vec![(
+                "traceparent",
+                format!("00-{TRACE}-{PARENT}-{received}"),
+            )]);
+            let cx = propagator.extract(&incoming);
+            let mut outgoing = std::collections::HashMap::new();
+            propagator.inject_context(&cx, &mut outgoing);
+            assert_eq!(
+                outgoing["traceparent"],
+                format!("00-{TRACE}-{PARENT}-{sent}"),
+                "received flags {received}"
+            );
+        }
     }
 }

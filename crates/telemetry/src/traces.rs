@@ -16,7 +16,7 @@ use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult,
     SdkTracerProvider, ShouldSample,
@@ -200,7 +200,7 @@ pub fn install_propagator(propagators: &[Propagator]) {
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
             match p {
-                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                Propagator::TraceContext => Box::new(crate::propagation::TraceContextLevel2::new()),
                 Propagator::Baggage => Box::new(BaggagePropagator::new()),
             }
         })

@@ -34,6 +34,10 @@ pub struct CollectedSpan {
     pub attributes: HashMap<String, String>,
     /// Resource attributes rendered as strings.
     pub resource: HashMap<String, String>,
+    /// The W3C `tracestate` the span carries.
+    pub trace_state: String,
+    /// OTLP span flags: the W3C trace flags in the low byte.
+    pub flags: u32,
 }
 
 impl CollectedSpan {
@@ -137,6 +141,8 @@ impl TraceService for Receiver {
                         kind: span.kind,
                         attributes: attributes(&span.attributes),
                         resource: resource.clone(),
+                        trace_state: span.trace_state,
+                        flags: span.flags,
                     });
                 }
             }

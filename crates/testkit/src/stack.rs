@@ -244,6 +244,25 @@ impl Stack {
         }
     }
 
+    /// A mutual-TLS gRPC channel to `addr` (one of the stack's gRPC addresses) presenting the
+    /// certificate of `caller` (`gateway`, `auth` or `user`).
+    pub async fn grpc_channel(&self, caller: &str, addr: &str) -> tonic::transport::Channel {
+        let folder = self._dir.path().join("certs").join(caller);
+        let read = |name: &str| std::fs::read_to_string(folder.join(name)).expect("certificate");
+        let identity = certgen::Issued {
+            cert: read(certgen::CERT_FILE),
+            key: read(certgen::KEY_FILE),
+        };
+        let port: u16 = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port");
+        crate::tls::channel(port, &read(certgen::CA_FILE), Some(&identity))
+            .await
+            .expect("mutual TLS handshake")
+    }
+
     /// POSTs `body` as JSON to the gateway.
     pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.http

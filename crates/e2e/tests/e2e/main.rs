@@ -10,3 +10,4 @@ mod loadgen;
 mod overload;
 mod run_local;
 mod trace;
+mod w3c;
