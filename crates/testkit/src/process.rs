@@ -49,8 +49,25 @@ impl Service {
     /// [`Service::spawn`] with command-line arguments.
     pub fn spawn_with_args(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         let mut command = tokio::process::Command::new(bin(name));
+        command.args(args);
+        Self::spawn_command(name, command, env)
+    }
+
+    /// Starts workspace binary `name` through `launcher` (a program and its arguments, to which
+    /// the binary's path is appended), e.g. `unshare` to give it a file system of its own.
+    pub fn spawn_via(name: &str, launcher: &[&str], env: &[(&str, String)]) -> Self {
+        let (program, args) = launcher.split_first().expect("a launcher program");
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).arg(bin(name));
+        Self::spawn_command(name, command, env)
+    }
+
+    fn spawn_command(
+        name: &str,
+        mut command: tokio::process::Command,
+        env: &[(&str, String)],
+    ) -> Self {
         command
-            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

@@ -23,13 +23,33 @@ pub enum UserError {
     /// The database cannot be reached or the pool is exhausted.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database refuses to store data: its disk is full, or its file or directory is
+    /// read-only. Reads still work; an operator must act.
+    #[error("the database cannot store data: {0}")]
+    Storage(String),
     /// A bug or an unexpected database failure.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+/// How SQLite (`SQLITE_FULL`, `SQLITE_READONLY`, `SQLITE_IOERR`) and PostgreSQL (`53100
+/// disk_full`) word a write the storage refused.
+const STORAGE_FAILURES: &[&str] = &[
+    "database or disk is full",
+    "readonly database",
+    "read-only",
+    "no space left on device",
+    "disk i/o error",
+];
+
 impl From<diesel::result::Error> for UserError {
     fn from(error: diesel::result::Error) -> Self {
+        if let diesel::result::Error::DatabaseError(_, info) = &error {
+            let message = info.message().to_ascii_lowercase();
+            if STORAGE_FAILURES.iter().any(|m| message.contains(m)) {
+                return UserError::Storage(info.message().to_owned());
+            }
+        }
         UserError::Internal(error.to_string())
     }
 }
@@ -37,7 +57,10 @@ impl From<diesel::result::Error> for UserError {
 impl UserError {
     /// Whether the fault is ours (logged at ERROR with its cause) rather than the caller's.
     pub fn is_server_fault(&self) -> bool {
-        matches!(self, UserError::Unavailable(_) | UserError::Internal(_))
+        matches!(
+            self,
+            UserError::Unavailable(_) | UserError::Storage(_) | UserError::Internal(_)
+        )
     }
 }
 
@@ -60,6 +83,12 @@ impl From<UserError> for tonic::Status {
                 Code::Unavailable,
                 "DATABASE_UNAVAILABLE",
                 "the user database is unavailable",
+            ),
+            // Unavailable, not Internal: the request was fine and may succeed elsewhere or later.
+            UserError::Storage(_) => errors::status(
+                Code::Unavailable,
+                "STORAGE_UNAVAILABLE",
+                "the user database cannot store data right now",
             ),
             UserError::Internal(_) => errors::status(Code::Internal, "INTERNAL", "internal error"),
         }
@@ -87,6 +116,11 @@ mod tests {
                 UserError::Unavailable("pg down at 10.0.0.1".into()),
                 Code::Unavailable,
                 "DATABASE_UNAVAILABLE",
+            ),
+            (
+                UserError::Storage("/secret/users.db: database or disk is full".into()),
+                Code::Unavailable,
+                "STORAGE_UNAVAILABLE",
             ),
             (
                 UserError::Internal("secret detail".into()),

@@ -9,5 +9,6 @@ mod lifecycle;
 mod loadgen;
 mod overload;
 mod run_local;
+mod storage;
 mod trace;
 mod w3c;

@@ -231,6 +231,27 @@ fn migrate_postgres(conn: &mut PgConnection) -> Result<(), MigrationError> {
     Ok(())
 }
 
+/// Checks that SQLite can create and write `path`, so a read-only or missing data directory
+/// stops start-up with one line saying what to fix, instead of SQLite's "unable to open the
+/// database file" (which names neither the file nor the cause).
+fn sqlite_writable(path: &std::path::Path) -> Result<(), UserError> {
+    let unusable = |what: &std::path::Path, e: std::io::Error| {
+        UserError::Storage(format!(
+            "{} is not writable ({e}); point DATA_DIR or DATABASE_URL at a writable directory",
+            what.display()
+        ))
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| unusable(parent, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| unusable(path, e))
+}
+
 impl Database {
     /// Connects, checks one connection out (so a bad URL fails at start-up, not on the first
     /// request) and applies pending migrations.
@@ -241,11 +262,7 @@ impl Database {
                 (url.clone(), Backend::Postgres, namespace)
             }
             DatabaseUrl::Sqlite(path) => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        UserError::Internal(format!("cannot create {}: {e}", parent.display()))
-                    })?;
-                }
+                sqlite_writable(path)?;
                 let path = path.display().to_string();
                 (path.clone(), Backend::Sqlite, path)
             }
@@ -332,10 +349,7 @@ impl Database {
         let span_in_task = span.clone();
         telemetry::spawn_blocking_in(span, move || {
             let result = database.checkout().and_then(|mut conn| query(&mut conn));
-            if matches!(
-                result,
-                Err(UserError::Internal(_) | UserError::Unavailable(_))
-            ) {
+            if result.as_ref().is_err_and(UserError::is_server_fault) {
                 span_in_task.record("otel.status_code", "ERROR");
             }
             result
