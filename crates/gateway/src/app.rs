@@ -19,6 +19,8 @@ pub struct Application {
     addr: SocketAddr,
     logger: slog::Logger,
     limits: web::Data<crate::limits::Limits>,
+    draining: web::Data<health::Draining>,
+    shutdown_delay: std::time::Duration,
 }
 
 impl Application {
@@ -35,6 +37,8 @@ impl Application {
             &registry,
         )?);
         let limits = web::Data::new(crate::limits::Limits::new(config.limits));
+        let draining = web::Data::new(health::Draining::default());
+        let app_draining = draining.clone();
         let trusted_proxies = config.trusted_proxies.clone();
         let app_limits = limits.clone();
         let body_read_timeout = config.body_read_timeout;
@@ -53,6 +57,7 @@ impl Application {
             App::new()
                 .app_data(clients.clone())
                 .app_data(app_limits.clone())
+                .app_data(app_draining.clone())
                 .app_data(trusted_proxies.clone())
                 .app_data(json)
                 .wrap(actix_web::middleware::from_fn(move |request, next| {
@@ -96,6 +101,8 @@ impl Application {
             addr,
             logger,
             limits,
+            draining,
+            shutdown_delay: config.shutdown_delay,
         })
     }
 
@@ -104,7 +111,8 @@ impl Application {
         self.addr
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests.
+    /// Serves until `shutdown` completes; then `/readyz` fails at once, requests are still served
+    /// for the configured delay, and the listener closes and in-flight requests drain.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -121,8 +129,14 @@ impl Application {
         });
         let handle = self.server.handle();
         let logger = self.logger.clone();
+        let (draining, delay) = (self.draining.clone(), self.shutdown_delay);
         tokio::spawn(async move {
             shutdown.await;
+            draining.start();
+            if !delay.is_zero() {
+                slog::info!(logger, "shutting down: unready, still serving"; "shutdown.delay_ms" => delay.as_millis() as u64);
+                tokio::time::sleep(delay).await;
+            }
             slog::info!(logger, "shutting down: draining in-flight requests");
             handle.stop(true).await;
         });

@@ -21,6 +21,11 @@ pub const BODY_READ_TIMEOUT_MS: &str = "BODY_READ_TIMEOUT_MS";
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 /// Proxies whose `X-Forwarded-For` is believed: comma-separated addresses or CIDR networks.
 pub const TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
+/// After SIGTERM, how long `/readyz` answers 503 `draining` while requests are still served,
+/// before the listener closes: the time a load balancer needs to stop sending new ones.
+pub const SHUTDOWN_DELAY_MS: &str = "SHUTDOWN_DELAY_MS";
+/// No delay: Kubernetes' `preStop` sleep already holds SIGTERM back until endpoints are gone.
+pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 0;
 /// Sign-ups per client address, `N/Ss` or `off`.
 pub const RATE_LIMIT_SIGNUP_PER_IP: &str = "RATE_LIMIT_SIGNUP_PER_IP";
 /// Logins per client address, `N/Ss` or `off`.
@@ -57,6 +62,8 @@ pub struct Config {
     pub trusted_proxies: telemetry::http::TrustedProxies,
     /// Rate limits on sign-up and login.
     pub limits: crate::limits::LimitsConfig,
+    /// [`SHUTDOWN_DELAY_MS`].
+    pub shutdown_delay: std::time::Duration,
 }
 
 impl Config {
@@ -109,6 +116,11 @@ impl Config {
             )?),
             trusted_proxies,
             limits,
+            shutdown_delay: std::time::Duration::from_millis(parse_var(
+                &lookup,
+                SHUTDOWN_DELAY_MS,
+                DEFAULT_SHUTDOWN_DELAY_MS,
+            )?),
             tls,
         })
     }
@@ -135,6 +147,7 @@ mod tests {
             (HTTP_WORKERS, "-1"),
             (TRUSTED_PROXIES, "proxy.local"),
             (RATE_LIMIT_LOGIN_PER_ACCOUNT, "lots"),
+            (SHUTDOWN_DELAY_MS, "5s"),
         ] {
             let error = Config::from_lookup(|n| (n == name).then(|| value.to_owned())).unwrap_err();
             assert_eq!(error.variable, name, "{value}");

@@ -89,13 +89,17 @@ impl Stack {
     /// on ports they pick themselves, exporting spans to `otlp_endpoint` quickly (100 ms batch
     /// delay), and waits until the gateway reports ready.
     pub async fn start(otlp_endpoint: &str) -> Self {
-        Self::start_with(&[
+        Self::start_with(&Self::exporting_to(otlp_endpoint)).await
+    }
+
+    /// The settings [`Stack::start`] adds: export to `otlp_endpoint`, quickly.
+    pub fn exporting_to(otlp_endpoint: &str) -> Vec<(&'static str, String)> {
+        vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint.to_owned()),
             // Export quickly so a test does not wait out the 5 s default batch delay.
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".to_owned()),
-        ])
-        .await
+        ]
     }
 
     /// Starts the stack with `env` added to every process's environment.

@@ -284,12 +284,15 @@ async fn no_acknowledged_signup_is_lost_across_a_sigterm_of_the_user_service() {
     }
 }
 
-/// SIGTERM to the gateway under load: requests in flight finish with 200, new connections are
-/// refused, the spans of the last requests are flushed, and it exits 0 within the grace period.
+/// SIGTERM to the gateway under load: readiness fails first while requests are still served
+/// (`SHUTDOWN_DELAY_MS`), then new connections are refused, requests in flight finish with 200,
+/// the spans of the last requests are flushed, and it exits 0 within the grace period.
 #[tokio::test]
-async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans() {
+async fn sigterm_under_load_fails_readiness_first_finishes_in_flight_requests_and_flushes() {
     let collector = OtlpCollector::start().await;
-    let mut stack = Stack::start(&collector.endpoint()).await;
+    let mut env = Stack::exporting_to(&collector.endpoint());
+    env.push(("SHUTDOWN_DELAY_MS", "1500".to_owned()));
+    let mut stack = Stack::start_with(&env).await;
     let token = token(&stack, "sigterm-gateway@example.com").await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -326,6 +329,32 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
         tokio::time::sleep(Duration::from_millis(700)).await;
         stack_ref.gateway.signal(Signal::SIGTERM);
         let sent = Instant::now();
+        // Unready first, on a new connection, while a request on another is still served.
+        let fresh = || {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+        };
+        let ready: Value =
+            testkit::eventually_async("/readyz says draining", Duration::from_secs(2), || async {
+                let response = fresh()
+                    .get(format!("{}/readyz", stack_ref.gateway_url))
+                    .send()
+                    .await
+                    .ok()?;
+                (response.status() == 503).then_some(())?;
+                response.json::<Value>().await.ok()
+            })
+            .await;
+        assert_eq!(ready["status"], "draining", "{ready}");
+        let served = fresh()
+            .get(format!("{}/api/v1/users/me", stack_ref.gateway_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("still accepting during the shutdown delay");
+        assert_eq!(served.status(), 200);
         // Until the listener is gone, then a little longer so refused connections are seen.
         testkit::eventually_async(
             "the gateway's listener closes",

@@ -14,10 +14,25 @@ use crate::clients::{Clients, Traced};
 /// A readiness probe must answer before the orchestrator's own timeout.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Set when the gateway starts shutting down: from then on it is not ready.
+#[derive(Debug, Default)]
+pub struct Draining(std::sync::atomic::AtomicBool);
+
+impl Draining {
+    /// Marks the gateway as shutting down.
+    pub fn start(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn started(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Liveness/readiness report.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, `ready` or `not_ready`.
+    /// `ok`, `ready`, `not_ready` or `draining`.
     pub status: &'static str,
     /// Each dependency's gRPC health status.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -33,12 +48,18 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
-/// Ready when auth and user both report SERVING over gRPC health.
+/// Ready when auth and user both report SERVING over gRPC health and no shutdown has begun.
 #[utoipa::path(
     get, path = "/readyz",
-    responses((status = 200, body = Health), (status = 503, description = "a dependency is not serving", body = Health))
+    responses((status = 200, body = Health), (status = 503, description = "`not_ready`: a dependency (named in `checks`) is not serving; `draining`: shutting down", body = Health))
 )]
-pub async fn readyz(clients: web::Data<Clients>) -> HttpResponse {
+pub async fn readyz(clients: web::Data<Clients>, draining: web::Data<Draining>) -> HttpResponse {
+    if draining.started() {
+        return HttpResponse::ServiceUnavailable().json(Health {
+            status: "draining",
+            checks: BTreeMap::new(),
+        });
+    }
     let (auth, user) = tokio::join!(
         check(
             clients.auth_health.clone(),
