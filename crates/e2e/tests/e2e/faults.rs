@@ -404,3 +404,69 @@ async fn sigterm_under_load_fails_readiness_first_finishes_in_flight_requests_an
         );
     }
 }
+
+/// auth's gRPC health (on its plain-text health port) for the whole server.
+async fn serving_status(addr: &str) -> Option<i32> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let mut client = HealthClient::new(channel);
+    let response = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    Some(response.into_inner().status)
+}
+
+/// SIGTERM to auth while a sign-up is hashing: health turns NOT_SERVING at once (so probes and
+/// the gateway's `/readyz` see the drain), the sign-up still completes, and auth exits 0.
+#[tokio::test]
+async fn a_draining_service_reports_not_serving_while_its_in_flight_call_completes() {
+    use tonic_health::ServingStatus;
+    // A slow hash (about a second) keeps the sign-up in flight while auth drains.
+    let mut stack = Stack::start_with(&[("BCRYPT_COST", "14".to_owned())]).await;
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(serving_status(&stack.auth_health).await, Some(serving));
+
+    let stack_ref = &stack;
+    let signup = async {
+        let started = Instant::now();
+        let response = stack_ref.signup("draining@example.com").await;
+        (response.status().as_u16(), started.elapsed())
+    };
+    let drain = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stack_ref.auth.signal(Signal::SIGTERM);
+        testkit::eventually_async("auth NOT_SERVING", Duration::from_secs(5), || async {
+            let status = serving_status(&stack_ref.auth_health).await?;
+            (status == ServingStatus::NotServing as i32).then_some(())
+        })
+        .await;
+        let ready: Value = stack_ref
+            .http
+            .get(format!("{}/readyz", stack_ref.gateway_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ready
+    };
+    let ((status, took), ready) = tokio::join!(signup, drain);
+    assert_eq!(
+        status, 201,
+        "the in-flight sign-up completes (after {took:?})"
+    );
+    // The draining server refuses new calls on its gRPC port, so the gateway sees an error
+    // rather than the health port's NOT_SERVING: either way, not ready and auth named.
+    assert_eq!(ready["status"], "not_ready", "{ready}");
+    assert_ne!(ready["checks"]["auth"], "serving", "{ready}");
+    assert_eq!(stack.auth.wait().await, Some(0));
+}
