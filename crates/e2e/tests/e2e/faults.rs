@@ -146,6 +146,22 @@ async fn a_killed_service_gives_503_and_unready_then_recovers_without_a_gateway_
             elapsed < Duration::from_secs(5),
             "{dependency} down: answered after {elapsed:?}"
         );
+        // The operator's view: the failed calls counted, the cause logged.
+        let metrics = stack
+            .metrics(&format!("{}/metrics", stack.gateway_url))
+            .await;
+        assert!(
+            metrics.contains(r#"grpc_client_handled_total{grpc_code="Unavailable""#),
+            "{dependency} down: no Unavailable calls counted"
+        );
+        assert!(
+            stack
+                .gateway
+                .json_logs()
+                .iter()
+                .any(|line| line["level"] == "ERROR" && line["http.response.status_code"] == 503),
+            "{dependency} down: no ERROR line at the gateway"
+        );
 
         let ready = stack
             .http
