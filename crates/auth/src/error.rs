@@ -64,7 +64,7 @@ impl AuthError {
     pub fn from_user_service(status: tonic::Status) -> Self {
         match status.code() {
             Code::AlreadyExists => AuthError::EmailTaken,
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            _ if telemetry::grpc::unreachable(&status) => {
                 AuthError::UserServiceUnavailable(status.message().to_owned())
             }
             code => AuthError::Internal(format!(

@@ -1,40 +1,39 @@
-//! What telemetry costs: the same request against three copies of the system, measured in one run.
+//! What telemetry costs: the same requests against six copies of the system, measured in one run.
 //!
-//! `make bench` builds the release binaries and runs this. Three stacks (user, auth, gateway as
-//! separate processes) run side by side:
+//! `make bench` builds the release binaries and runs this. Six stacks (user, auth, gateway as
+//! separate processes, mutual TLS between them, as deployed) run side by side:
 //!
-//! - **off**: `OTEL_SDK_DISABLED=true`, no tracer at all (the baseline);
-//! - **on**: spans exported over OTLP/gRPC to an in-process collector, logs and metrics as in
-//!   production;
-//! - **on, collector down**: the exporter points at a closed port, which must cost nothing extra.
+//! | stack | tracing |
+//! |---|---|
+//! | off | `OTEL_SDK_DISABLED=true`: no tracer at all (the baseline) |
+//! | ids only | spans and ids, no exporter |
+//! | sink | exporting to a loopback OTLP endpoint that accepts and never decodes |
+//! | collector | exporting to an in-process collector that decodes and keeps every span |
+//! | dead | exporting to a port that refuses connections |
+//! | hanging | exporting to a listener that accepts and never answers |
 //!
-//! Each round sends `BENCH_REQUESTS` authenticated `GET /api/v1/users/me` (gateway -> auth ->
-//! user -> database: two gRPC hops and a query) with `BENCH_CONCURRENCY` clients to each stack
-//! in turn; rounds alternate so drift on a shared machine hits all three alike. It prints
-//! throughput and latency per stack and the ratios against the baseline, from the median round.
+//! Each round drives every stack in turn for `BENCH_SECONDS` with `BENCH_CONNECTIONS`
+//! keep-alive connections (wrk when it is installed, else a built-in client), for
+//! `GET /api/v1/users/me` (gateway -> auth -> user -> database) and `GET /` (the gateway alone);
+//! the order rotates each round so drift on a shared machine hits every stack alike. Medians of
+//! `BENCH_ROUNDS` rounds are printed as ratios against "off", with failed requests, spans
+//! dropped and each process's resident memory before and after. Then a bcrypt-bound section:
+//! logins at the production cost saturating auth's hashing pool while `/users/me` is measured.
+//!
+//! The table is printed and written to `BENCH_OUTPUT` (`BENCHMARKS.md` by `make bench`;
+//! unset, nothing is written) with the machine, the commit and the command.
 
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use testkit::otlp::OtlpCollector;
+use testkit::sink::OtlpSink;
 use testkit::stack::Stack;
 
-struct Scenario {
-    name: &'static str,
-    stack: Stack,
-    token: String,
-    rounds: Vec<Round>,
-}
-
-#[derive(Clone, Copy)]
-struct Round {
-    throughput: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn setting(name: &str, default: usize) -> usize {
+fn setting(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(value) => value
             .parse()
@@ -43,157 +42,488 @@ fn setting(name: &str, default: usize) -> usize {
     }
 }
 
-async fn token(stack: &Stack) -> String {
-    assert_eq!(stack.signup("bench@example.com").await.status(), 201);
-    let login: serde_json::Value = stack
-        .login("bench@example.com")
-        .await
-        .json()
-        .await
-        .expect("login body");
+/// How the load is driven.
+#[derive(Clone, Copy)]
+struct Load {
+    seconds: u64,
+    connections: u64,
+    threads: u64,
+    wrk: bool,
+}
+
+/// One measurement of one endpoint on one stack.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    throughput: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: u64,
+}
+
+struct Scenario {
+    name: &'static str,
+    stack: Stack,
+    token: String,
+    me: Vec<Sample>,
+    root: Vec<Sample>,
+    rss_idle: [u64; 3],
+}
+
+async fn token(stack: &Stack, email: &str) -> String {
+    assert_eq!(stack.signup(email).await.status(), 201);
+    let login: serde_json::Value = stack.login(email).await.json().await.expect("login body");
     login["access_token"]
         .as_str()
         .expect("access token")
         .to_owned()
 }
 
-/// Sends `requests` profile requests with `concurrency` clients; every one must succeed.
-async fn round(stack: &Stack, token: &str, requests: usize, concurrency: usize) -> Round {
-    let next = Arc::new(AtomicUsize::new(0));
-    let url = format!("{}/api/v1/users/me", stack.gateway_url);
+/// A request for the load tools: method, URL, headers, body.
+struct Target {
+    method: &'static str,
+    url: String,
+    headers: Vec<(&'static str, String)>,
+    body: Option<String>,
+}
+
+impl Target {
+    fn get(url: String, token: Option<&str>) -> Self {
+        Self {
+            method: "GET",
+            url,
+            headers: token
+                .map(|t| vec![("Authorization", format!("Bearer {t}"))])
+                .unwrap_or_default(),
+            body: None,
+        }
+    }
+}
+
+/// Drives `target` for `load.seconds`.
+async fn drive(target: &Target, load: Load) -> Sample {
+    if load.wrk {
+        wrk(target, load).await
+    } else {
+        builtin(target, load).await
+    }
+}
+
+async fn wrk(target: &Target, load: Load) -> Sample {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut command = tokio::process::Command::new("wrk");
+    command
+        .arg(format!("-t{}", load.threads))
+        .arg(format!("-c{}", load.connections))
+        .arg(format!("-d{}s", load.seconds))
+        .arg("--latency");
+    for (name, value) in &target.headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    if let Some(body) = &target.body {
+        // wrk sends a body only from a Lua script.
+        let script = dir.path().join("post.lua");
+        let lua = format!(
+            "wrk.method = {:?}\nwrk.body = {:?}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+            target.method, body
+        );
+        std::fs::write(&script, lua).expect("wrk script");
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(&target.url).output().await.expect("run wrk");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed: {text}");
+    parse_wrk(&text)
+}
+
+/// Reads throughput, percentiles and failures from `wrk --latency` output.
+fn parse_wrk(text: &str) -> Sample {
+    let number = |line: &str| -> f64 {
+        line.split_whitespace()
+            .last()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let duration_ms = |value: &str| -> f64 {
+        let (digits, unit): (String, String) =
+            value.chars().partition(|c| c.is_ascii_digit() || *c == '.');
+        let n: f64 = digits.parse().unwrap_or(f64::NAN);
+        match unit.as_str() {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => f64::NAN,
+        }
+    };
+    let mut sample = Sample::default();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Requests/sec:") {
+            sample.throughput = number(line);
+        } else if let Some(rest) = line.strip_prefix("50%") {
+            sample.p50_ms = duration_ms(rest.trim());
+        } else if let Some(rest) = line.strip_prefix("99%") {
+            sample.p99_ms = duration_ms(rest.trim());
+        } else if line.starts_with("Non-2xx or 3xx responses:") {
+            sample.failed += number(line) as u64;
+        } else if let Some(rest) = line.strip_prefix("Socket errors:") {
+            sample.failed += rest
+                .split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    sample
+}
+
+/// The same measurement without wrk: keep-alive clients in this process.
+async fn builtin(target: &Target, load: Load) -> Sample {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(load.connections as usize)
+        .build()
+        .expect("client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
+    let workers: Vec<_> = (0..load.connections)
         .map(|_| {
-            let (next, url, token, http) = (
-                next.clone(),
-                url.clone(),
-                token.to_owned(),
-                stack.http.clone(),
+            let (http, stop, failed) = (http.clone(), stop.clone(), failed.clone());
+            let method: reqwest::Method = target.method.parse().expect("method");
+            let (url, headers, body) = (
+                target.url.clone(),
+                target.headers.clone(),
+                target.body.clone(),
             );
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
-                while next.fetch_add(1, Ordering::Relaxed) < requests {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut request = http.request(method.clone(), &url);
+                    for (name, value) in &headers {
+                        request = request.header(*name, value);
+                    }
+                    if let Some(body) = &body {
+                        request = request
+                            .header("content-type", "application/json")
+                            .body(body.clone());
+                    }
                     let sent = Instant::now();
-                    let response = http
-                        .get(&url)
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                        .expect("request");
-                    assert_eq!(
-                        response.status(),
-                        200,
-                        "every benchmark request must succeed"
-                    );
-                    response.bytes().await.expect("body");
+                    match request.send().await {
+                        Ok(response) if response.status().is_success() => {
+                            let _ = response.bytes().await;
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     latencies.push(sent.elapsed());
                 }
                 latencies
             })
         })
         .collect();
-    let mut latencies = Vec::with_capacity(requests);
+    tokio::time::sleep(Duration::from_secs(load.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
     for worker in workers {
         latencies.extend(worker.await.expect("worker"));
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let percentile =
-        |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
-    Round {
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len().max(1) - 1) as f64 * p) as usize)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    Sample {
         throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
+        failed: failed.load(Ordering::Relaxed) as u64,
     }
 }
 
-fn median(rounds: &[Round]) -> Round {
-    let mut sorted = rounds.to_vec();
+fn median(samples: &[Sample]) -> Sample {
+    let mut sorted = samples.to_vec();
     sorted.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
-    sorted[sorted.len() / 2]
+    let mut middle = sorted[sorted.len() / 2];
+    middle.failed = samples.iter().map(|s| s.failed).sum();
+    middle
+}
+
+fn rss(stack: &Stack) -> [u64; 3] {
+    [&stack.gateway, &stack.auth, &stack.user].map(|s| s.rss_kib().unwrap_or(0))
+}
+
+/// Spans the stack's three processes dropped (`otel_spans_dropped_total`, all reasons).
+async fn dropped(stack: &Stack) -> u64 {
+    let mut total = 0;
+    for url in [
+        format!("{}/metrics", stack.gateway_url),
+        stack.auth_metrics.clone(),
+        stack.user_metrics.clone(),
+    ] {
+        let text = stack.metrics(&url).await;
+        total += text
+            .lines()
+            .filter(|line| line.starts_with("otel_spans_dropped_total{"))
+            .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
+            .sum::<f64>() as u64;
+    }
+    total
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_owned())
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), Linux {kernel}")
+}
+
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[tokio::main]
 async fn main() {
-    let requests = setting("BENCH_REQUESTS", 2000);
-    let rounds = setting("BENCH_ROUNDS", 5);
-    let concurrency = setting("BENCH_CONCURRENCY", 16);
+    let rounds = setting("BENCH_ROUNDS", 3) as usize;
+    let wrk_installed = testkit::tool::find("wrk").is_some();
+    let load = Load {
+        seconds: setting("BENCH_SECONDS", 10),
+        connections: setting("BENCH_CONNECTIONS", 64),
+        threads: setting("BENCH_THREADS", 2),
+        wrk: wrk_installed && std::env::var("BENCH_TOOL").as_deref() != Ok("builtin"),
+    };
+    if !load.wrk {
+        eprintln!(
+            "note: wrk is not installed (Debian: apt install wrk); using the built-in client, which shares the cores with the stacks less efficiently"
+        );
+    }
 
+    let sink = OtlpSink::start().await;
     let collector = OtlpCollector::start().await;
     let dead = testkit::DeadEndpoint::reserve();
+    let hanging = testkit::HangingEndpoint::start().await;
+    let exporting = |endpoint: String| vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)];
     let stacks = [
-        (
-            "telemetry off",
-            vec![("OTEL_SDK_DISABLED", "true".to_owned())],
-        ),
-        (
-            "telemetry on",
-            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())],
-        ),
-        (
-            "on, collector down",
-            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", dead.url())],
-        ),
+        ("off", vec![("OTEL_SDK_DISABLED", "true".to_owned())]),
+        ("ids only", vec![]),
+        ("sink", exporting(sink.endpoint())),
+        ("collector (decodes)", exporting(collector.endpoint())),
+        ("dead collector", exporting(dead.url())),
+        ("hanging collector", exporting(hanging.url())),
     ];
     let mut scenarios = Vec::new();
     for (name, env) in stacks {
         let stack = Stack::start_with(&env).await;
-        let token = token(&stack).await;
+        let token = token(&stack, "bench@example.com").await;
+        let rss_idle = rss(&stack);
         scenarios.push(Scenario {
             name,
             stack,
             token,
-            rounds: Vec::new(),
+            me: Vec::new(),
+            root: Vec::new(),
+            rss_idle,
         });
     }
+    let targets = |s: &Scenario| {
+        (
+            Target::get(
+                format!("{}/api/v1/users/me", s.stack.gateway_url),
+                Some(&s.token),
+            ),
+            Target::get(format!("{}/", s.stack.gateway_url), None),
+        )
+    };
 
     eprintln!("warming up...");
+    let warm = Load { seconds: 1, ..load };
     for scenario in &scenarios {
-        round(
-            &scenario.stack,
-            &scenario.token,
-            requests / 10 + 1,
-            concurrency,
-        )
-        .await;
+        drive(&targets(scenario).0, warm).await;
     }
+    let count = scenarios.len();
     for n in 0..rounds {
         eprintln!("round {}/{rounds}", n + 1);
         // Rotate the order each round so no stack always runs first or last.
-        for i in 0..scenarios.len() {
-            let scenario = &mut scenarios[(i + n) % 3];
-            let result = round(&scenario.stack, &scenario.token, requests, concurrency).await;
-            scenario.rounds.push(result);
+        for i in 0..count {
+            let scenario = &mut scenarios[(i + n) % count];
+            let (me, root) = targets(scenario);
+            let sample = drive(&me, load).await;
+            scenario.me.push(sample);
+            let sample = drive(&root, load).await;
+            scenario.root.push(sample);
         }
     }
 
-    let baseline = median(&scenarios[0].rounds);
-    println!();
-    println!(
-        "GET /api/v1/users/me, {requests} requests x {rounds} rounds, {concurrency} clients (median round)"
-    );
-    println!(
-        "{:<20} {:>10} {:>9} {:>9} {:>12} {:>10}",
-        "stack", "req/s", "p50 ms", "p99 ms", "throughput", "p50"
-    );
+    let mut report = String::new();
+    let tool = if load.wrk {
+        format!(
+            "wrk -t{} -c{} -d{}s",
+            load.threads, load.connections, load.seconds
+        )
+    } else {
+        format!(
+            "built-in client, {} connections, {} s",
+            load.connections, load.seconds
+        )
+    };
+    writeln!(report, "Machine: {}. Commit: {}.", machine(), commit()).unwrap();
+    writeln!(
+        report,
+        "Load: {tool} per stack and endpoint, {rounds} rounds alternated, medians; the six stacks, the load \
+         generator and the sink or collector all share the machine. Every process at `RUST_LOG=info` \
+         (one JSON line per request), mutual TLS between the services, 100% sampling.\n"
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| stack | `/users/me` req/s | vs off | p50 ms | p99 ms | `GET /` req/s | vs off | failed | spans dropped |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|---|---|---|---|---|").unwrap();
+    let base_me = median(&scenarios[0].me);
+    let base_root = median(&scenarios[0].root);
+    let mut memory = String::new();
+    writeln!(
+        memory,
+        "\n| stack | gateway RSS MiB idle / after | auth | user |\n|---|---|---|---|"
+    )
+    .unwrap();
     for scenario in &scenarios {
-        let m = median(&scenario.rounds);
-        println!(
-            "{:<20} {:>10.0} {:>9.2} {:>9.2} {:>11.2}x {:>9.2}x",
+        let me = median(&scenario.me);
+        let root = median(&scenario.root);
+        let lost = if scenario.name == "off" || scenario.name == "ids only" {
+            "n/a".to_owned()
+        } else {
+            dropped(&scenario.stack).await.to_string()
+        };
+        writeln!(
+            report,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {} |",
             scenario.name,
-            m.throughput,
-            m.p50_ms,
-            m.p99_ms,
-            m.throughput / baseline.throughput,
-            m.p50_ms / baseline.p50_ms,
-        );
+            me.throughput,
+            me.throughput / base_me.throughput,
+            me.p50_ms,
+            me.p99_ms,
+            root.throughput,
+            root.throughput / base_root.throughput,
+            me.failed + root.failed,
+            lost,
+        )
+        .unwrap();
+        let after = rss(&scenario.stack);
+        let cells: Vec<String> = (0..3)
+            .map(|i| format!("{} / {}", mib(scenario.rss_idle[i]), mib(after[i])))
+            .collect();
+        writeln!(memory, "| {} | {} |", scenario.name, cells.join(" | ")).unwrap();
     }
-    let exported = collector.spans().len();
-    println!("spans received by the collector from the 'on' stack: {exported}");
+    report.push_str(&memory);
+    let (exports, bytes) = sink.received();
+    writeln!(
+        report,
+        "\nThe sink received {exports} export requests ({:.1} MiB); the collector decoded {} spans.",
+        bytes as f64 / 1_048_576.0,
+        collector.spans().len()
+    )
+    .unwrap();
     assert!(
-        exported > 0,
-        "the 'on' stack exported nothing: the comparison would be meaningless"
+        exports > 0,
+        "the sink stack exported nothing: the comparison would be meaningless"
     );
-    // Let the OS reclaim the stacks before the summary is read.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    report.push_str(&login_section(load).await);
+    println!("\n{report}");
+    if let Ok(path) = std::env::var("BENCH_OUTPUT")
+        && !path.is_empty()
+    {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let path = root.join(path);
+        let command = "make bench";
+        let document = format!(
+            "# Benchmarks\n\nWritten by `{command}` (`crates/e2e/benches/telemetry_overhead.rs`); \
+             see the README's \"What telemetry costs\" for how to read it and how to profile.\n\n{report}"
+        );
+        std::fs::write(&path, document).expect("write the benchmark report");
+        eprintln!("written to {}", path.display());
+    }
+}
+
+/// Logins at bcrypt's production cost saturate auth's hashing pool; `/users/me` must keep its
+/// latency meanwhile (profile reads hash nothing).
+async fn login_section(load: Load) -> String {
+    let cost = 12;
+    let sink = OtlpSink::start().await;
+    let stack = Stack::start_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint()),
+        ("BCRYPT_COST", cost.to_string()),
+    ])
+    .await;
+    let token = token(&stack, "login-bench@example.com").await;
+    let me = Target::get(
+        format!("{}/api/v1/users/me", stack.gateway_url),
+        Some(&token),
+    );
+    let login = Target {
+        method: "POST",
+        url: format!("{}/api/v1/login", stack.gateway_url),
+        headers: Vec::new(),
+        body: Some(
+            serde_json::json!({"email": "login-bench@example.com", "password": testkit::stack::PASSWORD})
+                .to_string(),
+        ),
+    };
+    let reads = Load {
+        connections: 16,
+        ..load
+    };
+    drive(
+        &me,
+        Load {
+            seconds: 1,
+            ..reads
+        },
+    )
+    .await;
+    let unloaded = drive(&me, reads).await;
+    let started = Instant::now();
+    let (saturated, logins) = tokio::join!(drive(&me, reads), drive(&login, reads));
+    let took = started.elapsed().as_secs_f64();
+    let hashed = (logins.throughput * took - logins.failed as f64).max(0.0) / took;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut text = String::new();
+    writeln!(
+        text,
+        "\nLogin at bcrypt cost {cost} (telemetry on, exporting to the sink), 16 connections each:\n\n\
+         | measure | value |\n|---|---|\n\
+         | logins answered 200 per second (one bcrypt verify each) | {hashed:.1} ({:.1} per core) |\n\
+         | logins shed with 503 `overloaded` | {} |\n\
+         | `/users/me` p99 unloaded | {:.2} ms |\n\
+         | `/users/me` p99 while logins saturate the pool | {:.2} ms ({:.2}x) |",
+        hashed / cores,
+        logins.failed,
+        unloaded.p99_ms,
+        saturated.p99_ms,
+        saturated.p99_ms / unloaded.p99_ms,
+    )
+    .unwrap();
+    text
 }

@@ -110,12 +110,7 @@ impl From<tonic::Status> for ApiError {
                 ApiError::client(http, &reason.to_lowercase(), status.message())
             }
             (Some(http), None) => ApiError::client(http, "invalid_request", status.message()),
-            (None, _)
-                if matches!(
-                    status.code(),
-                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
-                ) =>
-            {
+            (None, _) if telemetry::grpc::unreachable(&status) => {
                 ApiError::Unavailable(format!("{:?}: {}", status.code(), status.message()))
             }
             (None, _) => ApiError::Internal(format!("{:?}: {}", status.code(), status.message())),

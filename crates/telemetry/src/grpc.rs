@@ -109,6 +109,19 @@ fn transport_error_code(error: &(dyn std::error::Error + 'static)) -> tonic::Cod
     tonic::Code::Unavailable
 }
 
+/// Whether a failed call says nothing about the request, only that the callee could not be
+/// reached or did not answer in time: `Unavailable`, `DeadlineExceeded`, `Cancelled`, or any
+/// status tonic made itself from a transport failure. A connection closed or reset mid-call (a
+/// callee shutting down, say) comes back as `Unknown` or `Internal`; such a status carries its
+/// cause as `source()`, which a status the callee sent never does. Callers answer all of these
+/// "unavailable, try again", never "internal error".
+pub fn unreachable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    ) || std::error::Error::source(status).is_some()
+}
+
 /// Server-side failures mark the span as an error; client mistakes (4xx-like codes) do not,
 /// following the OpenTelemetry gRPC semantic conventions for servers.
 fn is_server_error(code: tonic::Code) -> bool {
@@ -955,5 +968,20 @@ mod tests {
         assert!(is_server_error(tonic::Code::Internal));
         assert!(!is_server_error(tonic::Code::InvalidArgument));
         assert!(!is_server_error(tonic::Code::Unauthenticated));
+    }
+
+    #[test]
+    fn transport_failures_are_unreachable_statuses_a_callee_sent_are_not() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let made_by_tonic = tonic::Status::from_error(Box::new(reset));
+        assert_eq!(made_by_tonic.code(), tonic::Code::Unknown);
+        assert!(unreachable(&made_by_tonic));
+        assert!(unreachable(&tonic::Status::unavailable("down")));
+        assert!(unreachable(&tonic::Status::deadline_exceeded("slow")));
+        assert!(!unreachable(&tonic::Status::internal(
+            "a bug in the callee"
+        )));
+        assert!(!unreachable(&tonic::Status::unknown("sent by the callee")));
+        assert!(!unreachable(&tonic::Status::not_found("no such user")));
     }
 }

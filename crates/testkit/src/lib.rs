@@ -14,6 +14,7 @@ pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod sink;
 pub mod stack;
 pub mod tls;
 pub mod tool;

@@ -26,7 +26,8 @@ pub fn require(name: &str, install: &str) -> Option<PathBuf> {
     None
 }
 
-fn find(name: &str) -> Option<PathBuf> {
+/// `name` on `PATH`, if it is there.
+pub fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))

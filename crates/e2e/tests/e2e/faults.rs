@@ -154,14 +154,22 @@ async fn a_killed_service_gives_503_and_unready_then_recovers_without_a_gateway_
             metrics.contains(r#"grpc_client_handled_total{grpc_code="Unavailable""#),
             "{dependency} down: no Unavailable calls counted"
         );
-        assert!(
-            stack
-                .gateway
-                .json_logs()
-                .iter()
-                .any(|line| line["level"] == "ERROR" && line["http.response.status_code"] == 503),
-            "{dependency} down: no ERROR line at the gateway"
-        );
+        // Log lines leave through an asynchronous drain: wait for it.
+        testkit::eventually(
+            &format!("{dependency} down: an ERROR line at the gateway"),
+            Duration::from_secs(5),
+            || {
+                stack
+                    .gateway
+                    .json_logs()
+                    .iter()
+                    .any(|line| {
+                        line["level"] == "ERROR" && line["http.response.status_code"] == 503
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
 
         let ready = stack
             .http
@@ -287,9 +295,14 @@ async fn no_acknowledged_signup_is_lost_across_a_sigterm_of_the_user_service() {
         !acknowledged.is_empty(),
         "no sign-up got through: {others:?}"
     );
+    let errors: Vec<String> = stack
+        .all_output()
+        .into_iter()
+        .filter(|line| line.contains(r#""level":"ERROR""#) && !line.contains("503"))
+        .collect();
     assert!(
         others.iter().all(|status| *status == 503),
-        "only 201 or 503 while user drains: {others:?}"
+        "only 201 or 503 while user drains: {others:?}\n{errors:#?}"
     );
     for email in acknowledged {
         assert_eq!(
