@@ -26,10 +26,10 @@ test: ## Run every test: unit, integration (PostgreSQL + SQLite), end-to-end (re
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test --workspace --locked
 
-bench: ## Telemetry on vs off vs collector-down: throughput and latency ratios from one run
+bench: ## Telemetry off / ids only / exporting (sink, collector, dead, hanging): ratios from one run, into BENCHMARKS.md
 	# Release binaries: debug builds would measure the optimiser's absence, not telemetry.
 	$(CARGO) build --release --workspace --bins --locked
-	$(CARGO) bench -p e2e --bench telemetry_overhead --locked
+	BENCH_OUTPUT=$${BENCH_OUTPUT-BENCHMARKS.md} $(CARGO) bench -p e2e --bench telemetry_overhead --locked
 
 lint: ## rustfmt and clippy, as CI runs them
 	$(CARGO) fmt --all --check

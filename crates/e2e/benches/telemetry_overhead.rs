@@ -331,8 +331,21 @@ async fn main() {
         ("dead collector", exporting(dead.url())),
         ("hanging collector", exporting(hanging.url())),
     ];
+    // `BENCH_ENV="OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048,..."` tries settings on every stack.
+    let extra: Vec<(&'static str, String)> = std::env::var("BENCH_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            (
+                &*Box::leak(k.trim().to_owned().into_boxed_str()),
+                v.trim().to_owned(),
+            )
+        })
+        .collect();
     let mut scenarios = Vec::new();
-    for (name, env) in stacks {
+    for (name, mut env) in stacks {
+        env.extend(extra.iter().cloned());
         let stack = Stack::start_with(&env).await;
         let token = token(&stack, "bench@example.com").await;
         let rss_idle = rss(&stack);
@@ -457,11 +470,21 @@ async fn main() {
     {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let path = root.join(path);
-        let command = "make bench";
-        let document = format!(
-            "# Benchmarks\n\nWritten by `{command}` (`crates/e2e/benches/telemetry_overhead.rs`); \
-             see the README's \"What telemetry costs\" for how to read it and how to profile.\n\n{report}"
-        );
+        let run = format!("<!-- bench:begin -->\n{report}<!-- bench:end -->");
+        // Between the markers only: the analysis around the table is written by people.
+        let document = match std::fs::read_to_string(&path) {
+            Ok(old)
+                if old.contains("<!-- bench:begin -->") && old.contains("<!-- bench:end -->") =>
+            {
+                let start = old.find("<!-- bench:begin -->").unwrap_or_default();
+                let end =
+                    old.find("<!-- bench:end -->").unwrap_or_default() + "<!-- bench:end -->".len();
+                format!("{}{run}{}", &old[..start], &old[end..])
+            }
+            _ => format!(
+                "# Benchmarks\n\nWritten by `make bench` (`crates/e2e/benches/telemetry_overhead.rs`).\n\n{run}\n"
+            ),
+        };
         std::fs::write(&path, document).expect("write the benchmark report");
         eprintln!("written to {}", path.display());
     }

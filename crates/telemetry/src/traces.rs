@@ -2,7 +2,7 @@
 //!
 //! Services instrument with `tracing` spans (tracing-actix-web already does for HTTP);
 //! tracing-opentelemetry turns them into OpenTelemetry spans with W3C ids. The batch processor
-//! runs on its own thread with a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 by default) and an
+//! runs on its own thread with a bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, 8192 by default) and an
 //! export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s): when the collector is down or hangs, spans
 //! beyond the queue are dropped and counted ([`queue`]), and requests never wait on the exporter.
 
@@ -97,6 +97,7 @@ pub fn provider(
                 .with_batch_config(
                     BatchConfigBuilder::default()
                         .with_max_queue_size(config.span_queue_size.max(1))
+                        .with_max_export_batch_size(config.span_batch_size.max(1))
                         .build(),
                 )
                 .build();

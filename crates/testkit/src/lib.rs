@@ -77,6 +77,26 @@ pub fn stopper() -> (
     })
 }
 
+/// The whole server's gRPC health status at plain-text `addr` (`127.0.0.1:<port>`), or `None`
+/// when it cannot be asked.
+pub async fn health_status(
+    addr: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    Some(response.into_inner().status())
+}
+
 /// A loopback address where nothing listens, reserved for as long as this value lives.
 ///
 /// The socket is bound but never listens, so connections are refused at once, and no other test

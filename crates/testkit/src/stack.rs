@@ -305,6 +305,18 @@ impl Stack {
             .unwrap()
     }
 
+    /// The gateway's `/readyz`: its status code and body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}/readyz", self.gateway_url))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     /// The body at a `/metrics` URL.
     pub async fn metrics(&self, url: &str) -> String {
         self.http

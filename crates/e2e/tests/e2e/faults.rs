@@ -171,14 +171,8 @@ async fn a_killed_service_gives_503_and_unready_then_recovers_without_a_gateway_
         )
         .await;
 
-        let ready = stack
-            .http
-            .get(format!("{}/readyz", stack.gateway_url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ready.status(), 503);
-        let ready: Value = ready.json().await.unwrap();
+        let (status, ready) = stack.readyz().await;
+        assert_eq!(status, 503);
         assert_eq!(ready["status"], "not_ready", "{ready}");
         assert_ne!(ready["checks"][dependency], "serving", "{ready}");
         let other = if dependency == "user" { "auth" } else { "user" };
@@ -215,15 +209,7 @@ async fn a_frozen_dependency_is_cut_off_by_the_deadline_and_recovers_when_it_tha
         .await
         .unwrap();
     let elapsed = started.elapsed();
-    let ready: Value = stack
-        .http
-        .get(format!("{}/readyz", stack.gateway_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = stack.readyz().await;
     stack.user.signal(Signal::SIGCONT);
 
     assert_eq!(response.status(), 503);
@@ -434,34 +420,17 @@ async fn sigterm_under_load_fails_readiness_first_finishes_in_flight_requests_an
     }
 }
 
-/// auth's gRPC health (on its plain-text health port) for the whole server.
-async fn serving_status(addr: &str) -> Option<i32> {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_client::HealthClient;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let mut client = HealthClient::new(channel);
-    let response = client
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .ok()?;
-    Some(response.into_inner().status)
-}
-
 /// SIGTERM to auth while a sign-up is hashing: health turns NOT_SERVING at once (so probes and
 /// the gateway's `/readyz` see the drain), the sign-up still completes, and auth exits 0.
 #[tokio::test]
 async fn a_draining_service_reports_not_serving_while_its_in_flight_call_completes() {
-    use tonic_health::ServingStatus;
+    use tonic_health::pb::health_check_response::ServingStatus;
     // A slow hash (about a second) keeps the sign-up in flight while auth drains.
     let mut stack = Stack::start_with(&[("BCRYPT_COST", "14".to_owned())]).await;
-    let serving = ServingStatus::Serving as i32;
-    assert_eq!(serving_status(&stack.auth_health).await, Some(serving));
+    assert_eq!(
+        testkit::health_status(&stack.auth_health).await,
+        Some(ServingStatus::Serving)
+    );
 
     let stack_ref = &stack;
     let signup = async {
@@ -473,20 +442,11 @@ async fn a_draining_service_reports_not_serving_while_its_in_flight_call_complet
         tokio::time::sleep(Duration::from_millis(300)).await;
         stack_ref.auth.signal(Signal::SIGTERM);
         testkit::eventually_async("auth NOT_SERVING", Duration::from_secs(5), || async {
-            let status = serving_status(&stack_ref.auth_health).await?;
-            (status == ServingStatus::NotServing as i32).then_some(())
+            let status = testkit::health_status(&stack_ref.auth_health).await?;
+            (status == ServingStatus::NotServing).then_some(())
         })
         .await;
-        let ready: Value = stack_ref
-            .http
-            .get(format!("{}/readyz", stack_ref.gateway_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ready
+        stack_ref.readyz().await.1
     };
     let ((status, took), ready) = tokio::join!(signup, drain);
     assert_eq!(

@@ -197,13 +197,7 @@ async fn forty_hostile_requests_get_the_answers_they_should_and_break_nothing() 
     eprintln!("{}", table.join("\n"));
 
     // Still healthy, still serving, and what was stored as text comes back as the same text.
-    let ready = stack
-        .http
-        .get(format!("{}/readyz", stack.gateway_url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(stack.readyz().await.0, 200);
     let login = stack
         .post(
             "/api/v1/login",

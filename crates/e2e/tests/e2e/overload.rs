@@ -122,13 +122,7 @@ async fn a_signup_burst_is_shed_quickly_while_profile_reads_go_on() {
         metrics.contains(r#"grpc_code="ResourceExhausted",grpc_method="Signup""#),
         "{metrics}"
     );
-    let ready = stack
-        .http
-        .get(format!("{}/readyz", stack.gateway_url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(stack.readyz().await.0, 200);
     assert_eq!(
         stack.login("burst@example.com").await.status(),
         200,

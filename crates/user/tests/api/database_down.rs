@@ -5,24 +5,8 @@
 use std::time::Duration;
 
 use proto::user::v1::GetUserRequest;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
-
-async fn status(health: &str) -> Option<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{health}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let response = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .ok()?;
-    Some(response.into_inner().status())
-}
+use testkit::health_status as status;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// A throw-away PostgreSQL database reached through a proxy the test can cut: the database,
 /// the proxy and the URL to give the service. `None` (skipped) without PostgreSQL, off CI.
