@@ -1,9 +1,5 @@
 //! `auth` binary: a thin shell over [`auth::Application`]; see `telemetry::lifecycle::run_service`.
 
-/// mimalloc instead of glibc's allocator: see BENCHMARKS.md for what it changes.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     telemetry::lifecycle::run_service(

@@ -5,10 +5,6 @@
 //! multi-threaded runtime (actix's is single-threaded per worker), and actix-web runs happily
 //! inside it, starting its own worker threads.
 
-/// mimalloc instead of glibc's allocator: see BENCHMARKS.md for what it changes.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     telemetry::lifecycle::run_service(
