@@ -28,94 +28,89 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Object<T> {
 
 /// `POST /api/v1/signup` body. No `Debug`: it holds a password.
 ///
-/// The patterns are [`proto::validation`]'s rules as far as a JSON Schema regex can say them;
-/// the descriptions say the rest (README, "The OpenAPI contract").
+/// The schemas state [`proto::validation`]'s rules, from its constants, as far as JSON Schema
+/// can; the descriptions say the rest (README, "The OpenAPI contract").
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupBody {
     /// Described by [`email_schema`].
     #[schema(schema_with = email_schema)]
     pub email: String,
-    /// 8 characters to 72 bytes of UTF-8 (bcrypt reads no further).
-    #[schema(
-        example = "correct horse battery staple",
-        min_length = 8,
-        max_length = 72
-    )]
+    /// Described by [`password_schema`].
+    #[schema(schema_with = password_schema)]
     pub password: String,
     /// Described by [`name_schema`].
     #[schema(schema_with = name_schema)]
     pub name: String,
 }
 
+use proto::validation::{
+    MAX_EMAIL_BYTES, MAX_EMAIL_LOCAL_BYTES, MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+};
+
 fn email_schema() -> utoipa::openapi::Object {
     string_schema(
-        "An ASCII address (an internationalised domain in its `xn--` form), at most 254 bytes \
-         with a local part of at most 64; surrounding white space is ignored; stored lower-cased.",
+        &format!(
+            "An ASCII address (an internationalised domain in its `xn--` form), at most \
+             {MAX_EMAIL_BYTES} bytes with a local part of at most {MAX_EMAIL_LOCAL_BYTES}; \
+             surrounding white space is ignored; stored lower-cased."
+        ),
         "ada@example.com",
-        EMAIL_PATTERN,
     )
-    .max_length(Some(proto::validation::MAX_EMAIL_BYTES))
+    .pattern(Some(email_pattern()))
+    .max_length(Some(MAX_EMAIL_BYTES))
+    .build()
+}
+
+fn password_schema() -> utoipa::openapi::Object {
+    string_schema(
+        &format!(
+            "{MIN_PASSWORD_CHARS} characters to {MAX_PASSWORD_BYTES} bytes of UTF-8 (bcrypt \
+             reads no further, so longer ones are refused rather than truncated)."
+        ),
+        "correct horse battery staple",
+    )
+    .min_length(Some(MIN_PASSWORD_CHARS))
+    .max_length(Some(MAX_PASSWORD_BYTES))
     .build()
 }
 
 fn name_schema() -> utoipa::openapi::Object {
     string_schema(
-        "Display name: 1 to 100 characters once surrounding white space is removed and the text \
-         NFC-normalised; no control, format (zero-width, bidi), private-use, unassigned or \
-         line/paragraph-separator characters.",
+        &format!(
+            "Display name: 1 to {MAX_NAME_CHARS} characters once surrounding white space is \
+             removed and the text NFC-normalised; no control, format (zero-width, bidi), \
+             private-use, unassigned or line/paragraph-separator characters."
+        ),
         "Ada Lovelace",
-        NAME_PATTERN,
     )
+    .pattern(Some(name_pattern()))
     .build()
 }
 
-fn string_schema(
-    description: &str,
-    example: &str,
-    pattern: &str,
-) -> utoipa::openapi::ObjectBuilder {
+fn string_schema(description: &str, example: &str) -> utoipa::openapi::ObjectBuilder {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
     ObjectBuilder::new()
         .schema_type(Type::String)
         .description(Some(description))
         .examples([example])
-        .pattern(Some(pattern))
 }
 
 /// ASCII white space, which the server trims from emails and names.
-macro_rules! ws {
-    () => {
-        r"[\t\n\x0b\x0c\r ]*"
-    };
+const WS: &str = r"[\t\n\x0b\x0c\r ]*";
+
+/// [`proto::validation::email`]: printable ASCII but `@` before it, dot-separated DNS labels
+/// (letters, digits, inner hyphens, at most 63) after it, at least two.
+fn email_pattern() -> String {
+    let label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    format!(r"^{WS}[!-?A-~]{{1,{MAX_EMAIL_LOCAL_BYTES}}}@{label}(?:\.{label})+{WS}$")
 }
-/// One DNS label: letters, digits and inner hyphens, at most 63.
-macro_rules! label {
-    () => {
-        r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    };
+
+/// [`proto::validation::name`] as far as a regex can say it: 1 to [`MAX_NAME_CHARS`]
+/// characters, none of them an ASCII control character, between optional white space.
+fn name_pattern() -> String {
+    let inner = MAX_NAME_CHARS - 2;
+    format!(r"^{WS}[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{{0,{inner}}}[^\x00-\x20\x7f])?{WS}$")
 }
-/// [`proto::validation::email`]: printable ASCII but `@` before it (1 to 64), dot-separated
-/// labels after it (at least two).
-const EMAIL_PATTERN: &str = concat!(
-    "^",
-    ws!(),
-    r"[!-?A-~]{1,64}@",
-    label!(),
-    r"(?:\.",
-    label!(),
-    ")+",
-    ws!(),
-    "$"
-);
-/// [`proto::validation::name`] as far as a regex can say it: 1 to 100 characters, none of them
-/// an ASCII control character, between optional white space.
-const NAME_PATTERN: &str = concat!(
-    "^",
-    ws!(),
-    r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,98}[^\x00-\x20\x7f])?",
-    ws!(),
-    "$"
-);
 
 /// `POST /api/v1/login` body. No `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -317,7 +312,7 @@ mod tests {
     /// schemathesis trusts them in both directions (README, "The OpenAPI contract").
     #[test]
     fn the_documented_patterns_agree_with_the_server_rules() {
-        let email = regex::Regex::new(EMAIL_PATTERN).unwrap();
+        let email = regex::Regex::new(&email_pattern()).unwrap();
         let long_local = format!("{}@example.com", "a".repeat(64));
         let longer_local = format!("{}@example.com", "a".repeat(65));
         let long_label = format!("a@{}.com", "b".repeat(63));
@@ -357,7 +352,7 @@ mod tests {
                 "email {raw:?}"
             );
         }
-        let name = regex::Regex::new(NAME_PATTERN).unwrap();
+        let name = regex::Regex::new(&name_pattern()).unwrap();
         let names = [
             "Ada".to_owned(),
             "A".to_owned(),
