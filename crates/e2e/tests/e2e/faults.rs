@@ -73,14 +73,10 @@ async fn a_dead_or_hanging_collector_costs_no_request_and_its_drops_are_counted_
         ("dead", dead.url(), "export_failed"),
         ("hanging", hanging.url(), "queue_full"),
     ] {
-        let stack = Stack::start_with(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".to_owned()),
-            // A small queue, so that it fills within the test.
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "64".to_owned()),
-        ])
-        .await;
+        let mut env = Stack::exporting_to(&endpoint);
+        // A small queue, so that it fills within the test.
+        env.push(("OTEL_BSP_MAX_QUEUE_SIZE", "64".to_owned()));
+        let stack = Stack::start_with(&env).await;
         let token = token(&stack, &format!("{what}-collector@example.com")).await;
         read_profiles(&stack, &token, 300, 8).await;
         let rss_after_warmup = stack.gateway.rss_kib().unwrap();

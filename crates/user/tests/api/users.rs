@@ -2,7 +2,7 @@ use proto::errors::reason;
 use proto::user::v1::{CreateUserRequest, GetCredentialRequest, GetUserRequest};
 use tonic::Code;
 
-use crate::helpers::{HASH, on_every_backend};
+use crate::helpers::{HASH, TestUser, on_every_backend};
 
 fn create(email: &str) -> CreateUserRequest {
     CreateUserRequest {
@@ -72,26 +72,34 @@ async fn a_duplicate_email_is_already_exists_with_a_reason() {
     }
 }
 
+/// `attempts` simultaneous sign-ups for one email; every loser of the race must be told the
+/// email is taken, nothing else. Returns how many were created.
+async fn race_sign_ups(svc: &TestUser, attempts: usize) -> usize {
+    let attempts: Vec<_> = (0..attempts)
+        .map(|_| {
+            let mut client = svc.client.clone();
+            tokio::spawn(async move { client.create_user(create("race@example.com")).await })
+        })
+        .collect();
+    let mut created = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(status) => assert_eq!(
+                status.code(),
+                Code::AlreadyExists,
+                "{}: the loser of a race is told the email is taken, nothing else: {status:?}",
+                svc.backend
+            ),
+        }
+    }
+    created
+}
+
 #[tokio::test]
 async fn concurrent_sign_ups_for_one_email_create_exactly_one_user() {
     for svc in on_every_backend().await {
-        let attempts = (0..8).map(|_| {
-            let mut client = svc.client.clone();
-            tokio::spawn(async move { client.create_user(create("race@example.com")).await })
-        });
-        let mut created = 0;
-        for attempt in attempts {
-            match attempt.await.unwrap() {
-                Ok(_) => created += 1,
-                Err(status) => assert_eq!(
-                    status.code(),
-                    Code::AlreadyExists,
-                    "{}: {status:?}",
-                    svc.backend
-                ),
-            }
-        }
-        assert_eq!(created, 1, "{}", svc.backend);
+        assert_eq!(race_sign_ups(&svc, 8).await, 1, "{}", svc.backend);
     }
 }
 
@@ -203,25 +211,7 @@ async fn metrics_and_health_are_served() {
 #[tokio::test]
 async fn fifty_simultaneous_sign_ups_for_one_email_store_exactly_one_account() {
     for svc in on_every_backend().await {
-        let attempts: Vec<_> = (0..50)
-            .map(|_| {
-                let mut client = svc.client.clone();
-                tokio::spawn(async move { client.create_user(create("race@example.com")).await })
-            })
-            .collect();
-        let mut created = 0;
-        for attempt in attempts {
-            match attempt.await.unwrap() {
-                Ok(_) => created += 1,
-                Err(status) => assert_eq!(
-                    status.code(),
-                    tonic::Code::AlreadyExists,
-                    "{}: the loser of a race is told the email is taken, nothing else: {status:?}",
-                    svc.backend
-                ),
-            }
-        }
-        assert_eq!(created, 1, "{}", svc.backend);
+        assert_eq!(race_sign_ups(&svc, 50).await, 1, "{}", svc.backend);
         let mut client = svc.client.clone();
         let stored = client
             .get_credential(proto::user::v1::GetCredentialRequest {
