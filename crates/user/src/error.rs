@@ -44,7 +44,12 @@ const STORAGE_FAILURES: &[&str] = &[
 
 impl From<diesel::result::Error> for UserError {
     fn from(error: diesel::result::Error) -> Self {
-        if let diesel::result::Error::DatabaseError(_, info) = &error {
+        if let diesel::result::Error::DatabaseError(kind, info) = &error {
+            // The connection was lost mid-query (the database restarted or is unreachable):
+            // the request was fine and may succeed once the pool reconnects.
+            if matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection) {
+                return UserError::Unavailable(info.message().to_owned());
+            }
             let message = info.message().to_ascii_lowercase();
             if STORAGE_FAILURES.iter().any(|m| message.contains(m)) {
                 return UserError::Storage(info.message().to_owned());
@@ -134,5 +139,20 @@ mod tests {
             assert_eq!(errors::reason(&status).as_deref(), Some(reason));
             assert!(!status.message().contains("secret") && !status.message().contains("10.0.0.1"));
         }
+    }
+
+    #[test]
+    fn a_connection_lost_mid_query_is_unavailable_not_internal() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let lost = Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection unexpectedly".to_owned()),
+        );
+        assert!(matches!(UserError::from(lost), UserError::Unavailable(_)));
+        let other = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("syntax error".to_owned()),
+        );
+        assert!(matches!(UserError::from(other), UserError::Internal(_)));
     }
 }
