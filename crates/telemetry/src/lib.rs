@@ -15,7 +15,7 @@
 //! | [`tls`] | mutual TLS between the services and the per-method caller policy |
 //!
 //! Telemetry never sits on a request's critical path: spans go to a bounded queue drained by a
-//! background exporter, logs go to a bounded async drain, and a dead collector only costs dropped
+//! background exporter, logs go to a bounded buffer written in batches by a thread of their own, and a dead collector only costs dropped
 //! spans, never a slower or failed request.
 
 /// Logs at ERROR when `$failed`, else at INFO: slog's level must be a constant per call site.
@@ -67,7 +67,7 @@ pub enum InitError {
 
 /// Everything [`init`] set up. Keep it alive for the life of the process.
 ///
-/// Dropping it flushes pending spans (bounded by a timeout) and the async log drain.
+/// Dropping it flushes pending spans (bounded by a timeout) and the buffered log lines.
 pub struct Guard {
     /// The JSON logger, already tagged with `service`; clone it into application state.
     logger: slog::Logger,
@@ -79,8 +79,8 @@ pub struct Guard {
     exporting: bool,
     /// The export queue's drop accounting, summed up in the last log line.
     drops: Option<std::sync::Arc<traces::queue::Drops>>,
-    /// Flushes the async log drain when dropped; kept last so shutdown messages still print.
-    _log_guard: Option<slog_async::AsyncGuard>,
+    /// Writes the buffered log lines when dropped; kept last so shutdown messages still print.
+    _log_guard: Option<logs::LogGuard>,
 }
 
 impl Guard {

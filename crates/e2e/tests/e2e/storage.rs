@@ -144,10 +144,19 @@ async fn a_full_disk_refuses_writes_as_unavailable_and_keeps_serving_reads() {
         .await
         .expect("reads still work on a full disk");
     assert_eq!(read.into_inner().user.unwrap().email, "full-0@example.com");
-    let logs = user.json_logs();
-    assert!(
-        logs.iter().any(|line| line["level"] == "ERROR"
-            && line.to_string().contains("database or disk is full")),
-        "the operator's log names the cause"
-    );
+    // Log lines are written in batches: wait for it rather than race it.
+    testkit::eventually(
+        "the operator's log names the cause",
+        std::time::Duration::from_secs(5),
+        || {
+            user.json_logs()
+                .iter()
+                .any(|line| {
+                    line["level"] == "ERROR"
+                        && line.to_string().contains("database or disk is full")
+                })
+                .then_some(())
+        },
+    )
+    .await;
 }

@@ -73,7 +73,7 @@ async fn wait_for_trace(
 /// names a span of that service in the trace.
 async fn assert_logs_correlate(stack: &Stack, trace_id: &str, spans: &[CollectedSpan]) {
     for service in [&stack.gateway, &stack.auth, &stack.user] {
-        // Lines pass through an async drain and a pipe: wait for them rather than race them.
+        // Lines are written in batches and pass a pipe: wait for them rather than race them.
         let lines = testkit::eventually(
             &format!("{} log lines of {trace_id}", service.name),
             Duration::from_secs(10),

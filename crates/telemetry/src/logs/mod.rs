@@ -1,21 +1,18 @@
 //! JSON logs (slog + slog-json) whose every line carries the current span's `trace_id`/`span_id`.
 //!
-//! Writing to stdout happens on slog-async's worker thread so a slow pipe never blocks a request.
-//! That thread knows nothing of the request's span, so [`TraceContextDrain`] stamps the ids onto
-//! each record *on the calling thread, before* the async hand-off; a lazy value (`FnValue`) would
-//! be evaluated too late, on the wrong thread.
+//! Each line is stamped and serialised on the thread that logs it, where the request's span is
+//! current, and handed whole to a writer thread that writes lines in batches ([`batch`]), so a
+//! slow pipe never blocks a request and a busy service pays one `write` per batch, not per line.
 
-use std::io::Write;
+pub mod batch;
+
+use std::fmt::Write as _;
 
 use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
 use slog::{Drain, KV, Logger, OwnedKVList, Record, RecordStatic, o};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::TelemetryConfig;
-
-/// How many records may wait for the writer thread; beyond this, records are dropped and the
-/// drop is reported, rather than blocking the request that logs.
-const LOG_QUEUE_LEN: usize = 8192;
 
 /// The W3C ids of a span, as they appear in logs, headers and Tempo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +71,7 @@ pub struct TraceContextDrain<D> {
 }
 
 impl<D> TraceContextDrain<D> {
-    /// Wraps `inner`; put it *in front of* any async drain.
+    /// Wraps `inner`; put it *in front of* any drain that leaves the logging thread.
     pub fn new(inner: D) -> Self {
         Self { inner }
     }
@@ -86,14 +83,20 @@ impl<D: Drain> Drain for TraceContextDrain<D> {
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<Self::Ok, Self::Err> {
         let ids = current_trace_ids();
+        let mut ts = StackStr::<40>::new();
+        // When it happened, not when the writer thread got to it.
+        let _ = write!(
+            ts,
+            "{}",
+            chrono::Utc::now().format_with_items(RFC3339_MICROS.iter())
+        );
         let stamped = Stamped {
-            // When it happened, not when the writer thread got to it.
-            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            ids: ids.map(|ids| (ids.trace_id_hex(), ids.span_id_hex())),
+            ts: &ts,
+            ids: ids.map(|ids| (hex(ids.trace_id.to_bytes()), hex(ids.span_id.to_bytes()))),
             record_kv: record.kv(),
         };
-        // Rebuild the record with the stamps added to its own key-values (what slog-async does
-        // to move records across threads); the location, level and message are unchanged.
+        // Rebuild the record with the stamps added to its own key-values; the location, level
+        // and message are unchanged.
         let record_static = RecordStatic {
             location: record.location(),
             tag: record.tag(),
@@ -108,9 +111,70 @@ impl<D: Drain> Drain for TraceContextDrain<D> {
     }
 }
 
+/// `2026-12-01T12:00:00.123456Z`: RFC 3339 in UTC with microseconds, what Loki and Grafana parse.
+const RFC3339_MICROS: [chrono::format::Item<'static>; 13] = {
+    use chrono::format::{Fixed, Item, Numeric, Pad};
+    [
+        Item::Numeric(Numeric::Year, Pad::Zero),
+        Item::Literal("-"),
+        Item::Numeric(Numeric::Month, Pad::Zero),
+        Item::Literal("-"),
+        Item::Numeric(Numeric::Day, Pad::Zero),
+        Item::Literal("T"),
+        Item::Numeric(Numeric::Hour, Pad::Zero),
+        Item::Literal(":"),
+        Item::Numeric(Numeric::Minute, Pad::Zero),
+        Item::Literal(":"),
+        Item::Numeric(Numeric::Second, Pad::Zero),
+        Item::Fixed(Fixed::Nanosecond6),
+        Item::Literal("Z"),
+    ]
+};
+
+/// Lowercase hex of an id, on the stack: ids are stamped on every line.
+fn hex<const N: usize>(bytes: [u8; N]) -> StackStr<32> {
+    let mut out = StackStr::new();
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// A string of at most `N` bytes kept on the stack; what does not fit is cut off.
+struct StackStr<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackStr<N> {
+    fn new() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are ever appended.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> std::fmt::Write for StackStr<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > N {
+            return Err(std::fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 struct Stamped<'a> {
-    ts: String,
-    ids: Option<(String, String)>,
+    ts: &'a StackStr<40>,
+    ids: Option<(StackStr<32>, StackStr<32>)>,
     record_kv: slog::BorrowedKV<'a>,
 }
 
@@ -122,28 +186,60 @@ impl KV for Stamped<'_> {
     ) -> slog::Result {
         self.record_kv.serialize(record, serializer)?;
         if let Some((trace_id, span_id)) = &self.ids {
-            serializer.emit_str("span_id", span_id)?;
-            serializer.emit_str("trace_id", trace_id)?;
+            serializer.emit_str("span_id", span_id.as_str())?;
+            serializer.emit_str("trace_id", trace_id.as_str())?;
         }
-        serializer.emit_str("ts", &self.ts)
+        serializer.emit_str("ts", self.ts.as_str())
     }
 }
 
+/// The JSON serialiser every logging thread shares, in front of the [`batch`] writer.
+///
+/// slog-json keeps its output in a `RefCell`, so it is used under a lock; the lock is held for
+/// the serialisation of one line, a few microseconds.
+struct Json(std::sync::Mutex<slog_json::Json<batch::LineSink>>);
+
+impl Drain for Json {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        let json = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only fails if a value's own serialisation fails; the line is then incomplete and is
+        // better lost than written.
+        let _ = json.log(record, values);
+        Ok(())
+    }
+
+    fn is_enabled(&self, _level: slog::Level) -> bool {
+        // Levels are the filter's business (RUST_LOG), in front of this.
+        true
+    }
+}
+
+/// Flushes the lines not yet written when dropped; keep it for the life of the process.
+pub type LogGuard = batch::WriterGuard;
+
 /// The service logger: JSON lines on stdout, levels from `RUST_LOG`.
 ///
-/// The returned guard flushes queued records when dropped.
-pub fn stdout_logger(config: &TelemetryConfig) -> (Logger, slog_async::AsyncGuard) {
+/// The returned guard writes the lines still buffered when dropped.
+pub fn stdout_logger(config: &TelemetryConfig) -> (Logger, LogGuard) {
     logger(&config.service_name, &config.log_filter, std::io::stdout())
 }
 
 /// A logger writing JSON lines to `writer`, for tests that want to read what was logged.
-pub fn logger<W: Write + Send + 'static>(
+pub fn logger<W: std::io::Write + Send + 'static>(
     service: &str,
     filter: &str,
     writer: W,
-) -> (Logger, slog_async::AsyncGuard) {
-    let json = slog_json::Json::new(writer)
+) -> (Logger, LogGuard) {
+    let (sink, guard) = batch::spawn(service, writer);
+    let json = slog_json::Json::new(sink)
         .set_newlines(true)
+        // One flush per record hands the finished line to the writer.
         .set_flush(true)
         // Full level names (ERROR, not slog's ERRO), which Grafana's log-level detection knows;
         // `ts` is stamped by the TraceContextDrain on the logging thread.
@@ -151,15 +247,8 @@ pub fn logger<W: Write + Send + 'static>(
             "msg" => slog::PushFnValue(|record: &Record<'_>, serializer| serializer.emit(record.msg())),
             "level" => slog::FnValue(|record: &Record<'_>| record.level().as_str()),
         ))
-        .build()
-        // A closed stdout must not kill the writer thread (and with it every later line).
-        .ignore_res();
-    let (async_drain, guard) = slog_async::Async::new(json)
-        .chan_size(LOG_QUEUE_LEN)
-        .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
-        .thread_name("log-writer".to_owned())
-        .build_with_guard();
-    let stamped = TraceContextDrain::new(async_drain.fuse());
+        .build();
+    let stamped = TraceContextDrain::new(Json(std::sync::Mutex::new(json)));
     let filtered = slog_envlogger::LogBuilder::new(stamped)
         .parse(filter)
         .build();
@@ -182,6 +271,7 @@ pub fn test_logger(service: &str) -> Logger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -223,7 +313,7 @@ mod tests {
             current_trace_ids().expect("span has ids")
         });
         slog::info!(logger, "outside");
-        drop(guard); // flushes the async drain
+        drop(guard); // writes what is buffered
 
         let lines = lines(&buffer);
         assert_eq!(lines.len(), 2, "{lines:?}");
@@ -252,6 +342,28 @@ mod tests {
         let lines = lines(&buffer);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["msg"], "kept");
+    }
+
+    #[test]
+    fn stamps_are_rfc3339_micros_and_ids_lowercase_hex() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.006007Z").unwrap();
+        let mut ts = StackStr::<40>::new();
+        write!(ts, "{}", at.format_with_items(RFC3339_MICROS.iter())).unwrap();
+        assert_eq!(ts.as_str(), "2026-01-02T03:04:05.006007Z");
+        assert_eq!(
+            ts.as_str(),
+            at.to_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        );
+        let id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        assert_eq!(
+            hex(id.to_bytes()).as_str(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            hex(SpanId::from_hex("00f067aa0ba902b7").unwrap().to_bytes()).as_str(),
+            "00f067aa0ba902b7"
+        );
     }
 
     #[test]
