@@ -8,7 +8,7 @@ use actix_web::{App, HttpServer, web};
 use telemetry::http::{HttpSpan, RequestTelemetry};
 use tracing_actix_web::TracingLogger;
 
-use crate::clients::Clients;
+use crate::clients::Endpoints;
 use crate::config::Config;
 use crate::error::{ApiError, json_error};
 use crate::routes::{api, health, meta};
@@ -30,12 +30,12 @@ impl Application {
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let clients = web::Data::new(Clients::new(
+        let endpoints = Endpoints::new(
             &config.auth_url,
             &config.user_url,
             config.tls.as_ref(),
             &registry,
-        )?);
+        )?;
         let limits = web::Data::new(crate::limits::Limits::new(config.limits));
         let draining = web::Data::new(health::Draining::default());
         let app_draining = draining.clone();
@@ -55,7 +55,8 @@ impl Application {
             // actix runs the last `wrap` first: the root span encloses everything, so even
             // `/metrics` (answered by the prometheus middleware itself) names its trace.
             App::new()
-                .app_data(clients.clone())
+                // Per worker: its calls run on its own thread (see `Clients`).
+                .app_data(web::Data::new(endpoints.connect()))
                 .app_data(app_limits.clone())
                 .app_data(app_draining.clone())
                 .app_data(trusted_proxies.clone())

@@ -5,13 +5,17 @@ use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::user::v1::user_service_client::UserServiceClient;
 use telemetry::grpc::ClientService;
 use telemetry::metrics::{GrpcMetrics, Side};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
 /// A transport with trace propagation and client metrics.
 pub type Traced = ClientService<Channel>;
 
 /// Everything the gateway calls. Cheap to clone: channels are shared handles.
+///
+/// Made per actix worker ([`Endpoints::connect`]), so that a call's channel and HTTP/2
+/// connection run on the worker's own thread: one channel shared by all workers lives on the
+/// main runtime, and every call would then wake a thread there and another on its way back.
 #[derive(Debug, Clone)]
 pub struct Clients {
     /// `auth.v1.AuthService`.
@@ -24,23 +28,39 @@ pub struct Clients {
     pub user_health: HealthClient<Traced>,
 }
 
-impl Clients {
-    /// Lazily connecting clients, over mutual TLS when `tls` is given; registers
-    /// `grpc_client_*` metrics in `registry`.
+/// Where auth and user are, and the client metrics every worker's [`Clients`] count in.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    auth: Endpoint,
+    user: Endpoint,
+    metrics: GrpcMetrics,
+}
+
+impl Endpoints {
+    /// The two endpoints, over mutual TLS when `tls` is given; registers `grpc_client_*`
+    /// metrics in `registry`.
     pub fn new(
         auth_url: &str,
         user_url: &str,
         tls: Option<&telemetry::tls::InternalTls>,
         registry: &prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let metrics = GrpcMetrics::register(registry, Side::Client)?;
-        let auth = telemetry::grpc::channel(auth_url, metrics.clone(), tls)?;
-        let user = telemetry::grpc::channel(user_url, metrics, tls)?;
         Ok(Self {
+            auth: telemetry::grpc::endpoint(auth_url, tls)?,
+            user: telemetry::grpc::endpoint(user_url, tls)?,
+            metrics: GrpcMetrics::register(registry, Side::Client)?,
+        })
+    }
+
+    /// Lazily connecting clients whose connections run on the calling thread's runtime.
+    pub fn connect(&self) -> Clients {
+        let auth = telemetry::grpc::traced(&self.auth, self.metrics.clone());
+        let user = telemetry::grpc::traced(&self.user, self.metrics.clone());
+        Clients {
             auth: AuthServiceClient::new(auth.clone()),
             user: UserServiceClient::new(user.clone()),
             auth_health: HealthClient::new(auth),
             user_health: HealthClient::new(user),
-        })
+        }
     }
 }

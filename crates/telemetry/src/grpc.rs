@@ -19,12 +19,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use opentelemetry::global;
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_http::HeaderExtractor;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::metrics::GrpcMetrics;
+use crate::metrics::{GrpcMetrics, MethodMetrics};
 
 /// The health service is polled every few seconds by orchestrators: count it, do not trace it.
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -214,27 +214,30 @@ where
                 .iter()
                 .any(|k| k.split_once('/') == Some((service, method)))
         });
-        let (service, method) = if hosted {
-            (service.to_owned(), method.to_owned())
+        let calls = if hosted {
+            self.metrics.method(service, method)
         } else {
-            ("unknown".to_owned(), "unknown".to_owned())
+            self.metrics.method("unknown", "unknown")
         };
-        let span = if service == HEALTH_SERVICE {
+        let health = &**calls.service() == HEALTH_SERVICE;
+        let span = if health {
             tracing::Span::none()
         } else {
-            let parent = crate::propagation::extract(&HeaderExtractor(request.headers()));
             let span = tracing::info_span!(
                 "grpc.server",
-                otel.name = %format_args!("{service}/{method}"),
+                otel.name = %format_args!("{}/{}", calls.service(), calls.method()),
                 otel.kind = "server",
                 otel.status_code = tracing::field::Empty,
                 rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
+                rpc.service = &**calls.service(),
+                rpc.method = &**calls.method(),
                 rpc.grpc.status_code = tracing::field::Empty,
             );
-            // A malformed or absent traceparent yields an empty context: the span starts a new trace.
-            let _ = span.set_parent(parent);
+            if !span.is_disabled() {
+                // A malformed or absent traceparent yields an empty context: a new trace.
+                let parent = crate::propagation::extract(&HeaderExtractor(request.headers()));
+                let _ = span.set_parent(parent);
+            }
             span
         };
         let deadline = request
@@ -243,7 +246,7 @@ where
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map(|timeout| Instant::now() + timeout);
-        let completion = Completion::start(self.metrics.clone(), &service, &method);
+        let completion = Completion::start(calls.clone());
         // Take the service that poll_ready prepared; leave a fresh clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -260,17 +263,19 @@ where
                     Err(_) => tonic::Code::Internal,
                 };
                 let elapsed = completion.finish(code);
-                let current = tracing::Span::current();
-                current.record("rpc.grpc.status_code", code as i64);
                 // A call to a method nobody hosts is the caller's mistake, however tonic codes it.
                 let server_fault = hosted && is_server_error(code);
-                if server_fault {
-                    current.record("otel.status_code", "ERROR");
+                let current = tracing::Span::current();
+                if !current.is_disabled() {
+                    current.record("rpc.grpc.status_code", code as i64);
+                    if server_fault {
+                        current.record("otel.status_code", "ERROR");
+                    }
                 }
-                if service != HEALTH_SERVICE {
+                if !health {
                     info_or_error!(logger, server_fault, "grpc request handled";
-                        "rpc.service" => &service,
-                        "rpc.method" => &method,
+                        "rpc.service" => &**calls.service(),
+                        "rpc.method" => &**calls.method(),
                         "rpc.grpc.status_code" => code as i32,
                         "grpc_code" => crate::metrics::code_name(code),
                         "duration_ms" => elapsed.as_secs_f64() * 1000.0,
@@ -287,20 +292,16 @@ where
 /// when its future is dropped first (the caller gave up or the connection closed), so
 /// `started_total - handled_total` really is the number of calls in flight.
 struct Completion {
-    metrics: GrpcMetrics,
-    service: String,
-    method: String,
+    calls: Arc<MethodMetrics>,
     started: Instant,
     finished: bool,
 }
 
 impl Completion {
-    fn start(metrics: GrpcMetrics, service: &str, method: &str) -> Self {
-        metrics.started(service, method);
+    fn start(calls: Arc<MethodMetrics>) -> Self {
+        calls.started();
         Self {
-            metrics,
-            service: service.to_owned(),
-            method: method.to_owned(),
+            calls,
             started: Instant::now(),
             finished: false,
         }
@@ -309,8 +310,7 @@ impl Completion {
     /// Records `code`; returns how long the call took.
     fn finish(mut self, code: tonic::Code) -> std::time::Duration {
         let elapsed = self.started.elapsed();
-        self.metrics
-            .handled(&self.service, &self.method, code, elapsed.as_secs_f64());
+        self.calls.handled(code, elapsed.as_secs_f64());
         self.finished = true;
         elapsed
     }
@@ -320,8 +320,7 @@ impl Drop for Completion {
     fn drop(&mut self) {
         if !self.finished {
             let elapsed = self.started.elapsed().as_secs_f64();
-            self.metrics
-                .handled(&self.service, &self.method, tonic::Code::Cancelled, elapsed);
+            self.calls.handled(tonic::Code::Cancelled, elapsed);
         }
     }
 }
@@ -372,73 +371,101 @@ pub struct ClientService<S> {
     server: Arc<(String, u16)>,
 }
 
+/// The error a [`ClientService`] call ends with: the channel's own, or
+/// [`tonic::TimeoutExpired`] when the call's deadline passed first.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ClientService<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: std::error::Error + 'static,
+    S::Error: Into<BoxError>,
     ReqBody: Send + 'static,
 {
     type Response = S::Response;
-    type Error = S::Error;
+    type Error = BoxError;
     type Future = BoxFuture<Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let (service, method) = split_path(request.uri().path());
-        let (service, method) = (service.to_owned(), method.to_owned());
+        let calls = self.metrics.method(service, method);
         let (server_address, server_port) = &*self.server;
-        let span = if service == HEALTH_SERVICE {
+        let span = if &**calls.service() == HEALTH_SERVICE {
             // Readiness probes: counted, not traced (they would each start a trace of their own).
             tracing::Span::none()
         } else {
             tracing::info_span!(
-            "grpc.client",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-                server.address = %server_address,
+                "grpc.client",
+                otel.name = %format_args!("{}/{}", calls.service(), calls.method()),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = &**calls.service(),
+                rpc.method = &**calls.method(),
+                rpc.grpc.status_code = tracing::field::Empty,
+                server.address = server_address.as_str(),
                 server.port = server_port,
             )
         };
         // What is left of the call being served, if any: the callee gets no more time than that.
-        if !request.headers().contains_key(GRPC_TIMEOUT) {
-            let left = current_deadline().map_or(DEFAULT_CALL_TIMEOUT, |deadline| {
+        let budget = current_deadline()
+            .map_or(DEFAULT_CALL_TIMEOUT, |deadline| {
                 deadline.saturating_duration_since(Instant::now())
-            });
-            let value = format_grpc_timeout(left.min(DEFAULT_CALL_TIMEOUT));
-            if let Ok(value) = http::HeaderValue::from_str(&value) {
-                request.headers_mut().insert(GRPC_TIMEOUT, value);
+            })
+            .min(DEFAULT_CALL_TIMEOUT);
+        let budget = match request.headers().get(GRPC_TIMEOUT) {
+            // The caller set one itself: it stands, and bounds the wait below too.
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(parse_grpc_timeout)
+                .map_or(budget, |asked| asked.min(budget)),
+            None => {
+                if let Ok(value) = http::HeaderValue::try_from(format_grpc_timeout(budget)) {
+                    request.headers_mut().insert(GRPC_TIMEOUT, value);
+                }
+                budget
             }
+        };
+        if !span.is_disabled() {
+            // Inject the client span's own context: the callee becomes its child, not its sibling.
+            let context = span.context();
+            global::get_text_map_propagator(|p| {
+                p.inject_context(
+                    &context,
+                    &mut crate::propagation::HeaderInjector(request.headers_mut()),
+                )
+            });
         }
-        // Inject the client span's own context: the callee becomes its child, not its sibling.
-        let context = span.context();
-        global::get_text_map_propagator(|p| {
-            p.inject_context(&context, &mut HeaderInjector(request.headers_mut()))
-        });
-        let completion = Completion::start(self.metrics.clone(), &service, &method);
+        let completion = Completion::start(calls);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let future = span.in_scope(|| inner.call(request));
+        // A channel's `call` only queues the request; the call runs in the span below.
+        let future = inner.call(request);
         Box::pin(
             async move {
-                let result = future.await;
+                // The whole call, waiting for a connection included: the channel's own timeout
+                // starts only once the request is on a connection, and a peer that never
+                // completes the connection would hold the call forever.
+                let result = match tokio::time::timeout(budget, future).await {
+                    Ok(result) => result.map_err(Into::into),
+                    Err(_elapsed) => Err(Box::new(tonic::TimeoutExpired(())) as BoxError),
+                };
                 let code = match &result {
                     Ok(response) => status_from_headers(response.headers()),
-                    Err(error) => transport_error_code(error),
+                    Err(error) => transport_error_code(error.as_ref()),
                 };
                 completion.finish(code);
                 let current = tracing::Span::current();
-                current.record("rpc.grpc.status_code", code as i64);
-                if code != tonic::Code::Ok {
-                    current.record("otel.status_code", "ERROR");
+                if !current.is_disabled() {
+                    current.record("rpc.grpc.status_code", code as i64);
+                    if code != tonic::Code::Ok {
+                        current.record("otel.status_code", "ERROR");
+                    }
                 }
                 result
             }
@@ -458,14 +485,34 @@ pub fn channel(
     metrics: GrpcMetrics,
     tls: Option<&crate::tls::InternalTls>,
 ) -> Result<ClientService<tonic::transport::Channel>, tonic::transport::Error> {
+    Ok(traced(&endpoint(url, tls)?, metrics))
+}
+
+/// The endpoint [`channel`] connects to: `url` with bounded connect and request timeouts, over
+/// mutual TLS when `tls` is given. Build it once; [`traced`] makes channels from it.
+pub fn endpoint(
+    url: &str,
+    tls: Option<&crate::tls::InternalTls>,
+) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
     let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(DEFAULT_CALL_TIMEOUT);
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls.client())?;
     }
-    let layer = ClientLayer::new(metrics, endpoint.uri());
-    Ok(layer.layer(endpoint.connect_lazy()))
+    Ok(endpoint)
+}
+
+/// A lazily connecting channel to `endpoint`, wrapped in the [`ClientLayer`].
+///
+/// The channel's tasks (its queue and its HTTP/2 connection) run on the Tokio runtime this is
+/// called on, and every call crosses to that runtime and back: a server whose handlers run on
+/// runtimes of their own (actix-web's workers) should make one channel per worker, on it.
+pub fn traced(
+    endpoint: &tonic::transport::Endpoint,
+    metrics: GrpcMetrics,
+) -> ClientService<tonic::transport::Channel> {
+    ClientLayer::new(metrics, endpoint.uri()).layer(endpoint.connect_lazy())
 }
 
 /// The two listeners of a gRPC service, its gRPC port and its `/metrics` port, bound before
@@ -917,6 +964,28 @@ mod tests {
             levels.iter().all(|l| *l == slog::Level::Info),
             "no ERROR line per probe: {levels:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_never_gets_an_answer_ends_at_its_deadline_as_cancelled() {
+        // A channel whose connection never comes up (a frozen peer mid-handshake).
+        let inner = tower::service_fn(|_request: http::Request<()>| {
+            std::future::pending::<Result<http::Response<()>, std::convert::Infallible>>()
+        });
+        let (registry, metrics) = metrics(crate::metrics::Side::Client);
+        let mut client =
+            ClientLayer::new(metrics, &"http://user:50052".parse().unwrap()).layer(inner);
+        let error = client
+            .call(request(&[("grpc-timeout", "300m")]))
+            .await
+            .unwrap_err();
+        assert!(error.is::<tonic::TimeoutExpired>(), "{error}");
+        assert_eq!(
+            tonic::Status::from_error(error).code(),
+            tonic::Code::Cancelled
+        );
+        let text = crate::metrics::render(&registry);
+        assert!(text.contains(r#"grpc_client_handled_total{grpc_code="Canceled",grpc_method="GetUser",grpc_service="user.v1.UserService",grpc_type="unary"} 1"#), "{text}");
     }
 
     #[test]

@@ -166,6 +166,13 @@ pub async fn fold_unknown_methods(
 
 impl RootSpanBuilder for HttpSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        // No subscriber (`OTEL_SDK_DISABLED=true`): nothing would record the span or its
+        // attributes, so none of them is worked out.
+        if tracing::level_filters::LevelFilter::current()
+            == tracing::level_filters::LevelFilter::OFF
+        {
+            return Span::none();
+        }
         let path = truncated_path(request.path());
         let method = request.method().as_str();
         // The route template, never the raw path: bounded cardinality, no ids in span names.
@@ -174,29 +181,31 @@ impl RootSpanBuilder for HttpSpan {
             Some(route) => format!("{method} {route}"),
             None => method.to_owned(),
         };
-        let connection = request.connection_info().clone();
+        let connection = request.connection_info();
         let user_agent = request
             .headers()
             .get(actix_web::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
+        let client = client_ip(request.request()).map(|ip| ip.to_string());
         let span = tracing::info_span!(
             "http.server",
-            otel.name = %name,
+            otel.name = name.as_str(),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
-            http.request.method = %method,
+            http.request.method = method,
             http.request.method_original = tracing::field::Empty,
             http.route = route.as_deref().unwrap_or(""),
             http.response.status_code = tracing::field::Empty,
-            url.path = %path,
-            url.scheme = %connection.scheme(),
-            server.address = %connection.host(),
-            client.address = %client_ip(request.request()).map(|ip| ip.to_string()).unwrap_or_default(),
-            user_agent.original = %user_agent,
+            url.path = path.as_ref(),
+            url.scheme = connection.scheme(),
+            server.address = connection.host(),
+            client.address = client.as_deref().unwrap_or(""),
+            user_agent.original = user_agent,
             network.protocol.version = protocol_version(request.version()),
             error.type = tracing::field::Empty,
         );
+        drop(connection);
         if let Some(OriginalMethod(original)) = request.extensions().get::<OriginalMethod>() {
             // Bounded like the path: the method token itself can be long.
             span.record(
@@ -290,18 +299,13 @@ where
         let logger = self.logger.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let method = request.method().to_string();
-            let route = request
-                .match_pattern()
-                .unwrap_or_else(|| "unmatched".to_owned());
-            let path = truncated_path(request.path()).into_owned();
             let mut response = inner.call(request).await?;
             if let Some(ids) = current_trace_ids() {
                 let headers = response.headers_mut();
-                if let Ok(value) = HeaderValue::from_str(&ids.traceparent()) {
+                if let Ok(value) = HeaderValue::try_from(ids.traceparent()) {
                     headers.insert(TRACERESPONSE, value);
                 }
-                if let Ok(value) = HeaderValue::from_str(&ids.trace_id_hex()) {
+                if let Ok(value) = HeaderValue::try_from(ids.trace_id_hex()) {
                     headers.insert(X_TRACE_ID, value);
                 }
             }
@@ -313,20 +317,29 @@ where
                 .error()
                 .filter(|_| status >= 500)
                 .map(ToString::to_string);
+            // Read back from the request the response carries: nothing is copied up front.
+            let request = response.request();
+            let path = truncated_path(request.path());
+            if fault.is_none() && UNTRACED_PATHS.contains(&path.as_ref()) {
+                return Ok(response);
+            }
+            let method = request.method().as_str();
+            let route = request.match_pattern();
+            let route = route.as_deref().unwrap_or("unmatched");
             if let Some(cause) = fault {
                 slog::error!(logger, "http request failed";
                     "http.request.method" => method,
                     "http.route" => route,
-                    "url.path" => path,
+                    "url.path" => path.as_ref(),
                     "http.response.status_code" => status,
                     "duration_ms" => duration_ms,
                     "error" => cause,
                 );
-            } else if !UNTRACED_PATHS.contains(&path.as_str()) {
+            } else {
                 info_or_error!(logger, status >= 500, "http request handled";
                     "http.request.method" => method,
                     "http.route" => route,
-                    "url.path" => path,
+                    "url.path" => path.as_ref(),
                     "http.response.status_code" => status,
                     "duration_ms" => duration_ms,
                 );

@@ -4,10 +4,13 @@
 //! `grpc_server_handled_total{grpc_type,grpc_service,grpc_method,grpc_code}`,
 //! `grpc_server_handling_seconds`), which the standard Grafana gRPC dashboards query.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// A fresh registry with the process collector (CPU, memory, fds) registered where supported.
@@ -46,6 +49,59 @@ pub struct GrpcMetrics {
     started: IntCounterVec,
     handled: IntCounterVec,
     handling_seconds: HistogramVec,
+    /// Each method's series, resolved on its first call (see [`MethodMetrics`]).
+    methods: Arc<RwLock<MethodTable>>,
+}
+
+/// Resolved series by service, then method.
+type MethodTable = HashMap<Arc<str>, HashMap<Arc<str>, Arc<MethodMetrics>>>;
+
+/// At most this many methods keep resolved series; calls to others look their labels up each
+/// time. Servers fold unknown methods into one name, so only a misuse would reach it.
+const MAX_RESOLVED_METHODS: usize = 256;
+
+/// One method's series, looked up once: a labelled lookup hashes every label value under a lock,
+/// three times per call.
+#[derive(Debug)]
+pub struct MethodMetrics {
+    service: Arc<str>,
+    method: Arc<str>,
+    started: IntCounter,
+    handling_seconds: Histogram,
+    /// By `tonic::Code as usize`, resolved on the first call ending with that code.
+    handled: [OnceLock<IntCounter>; 17],
+    handled_vec: IntCounterVec,
+}
+
+impl MethodMetrics {
+    /// `package.Service`.
+    pub fn service(&self) -> &Arc<str> {
+        &self.service
+    }
+
+    /// `Method`.
+    pub fn method(&self) -> &Arc<str> {
+        &self.method
+    }
+
+    /// A call started.
+    pub fn started(&self) {
+        self.started.inc();
+    }
+
+    /// A call ended with `code` after `seconds`.
+    pub fn handled(&self, code: tonic::Code, seconds: f64) {
+        let counter = self.handled[(code as usize).min(16)].get_or_init(|| {
+            self.handled_vec.with_label_values(&[
+                "unary",
+                &self.service,
+                &self.method,
+                code_name(code),
+            ])
+        });
+        counter.inc();
+        self.handling_seconds.observe(seconds);
+    }
 }
 
 impl GrpcMetrics {
@@ -84,22 +140,42 @@ impl GrpcMetrics {
             started,
             handled,
             handling_seconds,
+            methods: Arc::default(),
         })
     }
 
-    pub(crate) fn started(&self, service: &str, method: &str) {
-        self.started
-            .with_label_values(&["unary", service, method])
-            .inc();
-    }
-
-    pub(crate) fn handled(&self, service: &str, method: &str, code: tonic::Code, seconds: f64) {
-        self.handled
-            .with_label_values(&["unary", service, method, code_name(code)])
-            .inc();
-        self.handling_seconds
-            .with_label_values(&["unary", service, method])
-            .observe(seconds);
+    /// The series of `service`/`method`, resolved once and kept.
+    pub fn method(&self, service: &str, method: &str) -> Arc<MethodMetrics> {
+        // Poisoning only means a panic elsewhere; the map itself is always whole.
+        let methods = self.methods.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = methods.get(service).and_then(|methods| methods.get(method)) {
+            return found.clone();
+        }
+        let full = methods.values().map(HashMap::len).sum::<usize>() >= MAX_RESOLVED_METHODS;
+        drop(methods);
+        let (service, method): (Arc<str>, Arc<str>) = (service.into(), method.into());
+        let resolved = Arc::new(MethodMetrics {
+            started: self
+                .started
+                .with_label_values(&["unary", &service, &method]),
+            handling_seconds: self
+                .handling_seconds
+                .with_label_values(&["unary", &service, &method]),
+            handled: Default::default(),
+            handled_vec: self.handled.clone(),
+            service: service.clone(),
+            method: method.clone(),
+        });
+        if full {
+            return resolved;
+        }
+        let mut methods = self.methods.write().unwrap_or_else(|e| e.into_inner());
+        methods
+            .entry(service)
+            .or_default()
+            .entry(method)
+            .or_insert(resolved)
+            .clone()
     }
 }
 
@@ -162,12 +238,12 @@ mod tests {
     fn grpc_metrics_use_go_grpc_prometheus_names() {
         let registry = Registry::new();
         let metrics = GrpcMetrics::register(&registry, Side::Server).unwrap();
-        metrics.started("user.v1.UserService", "GetUser");
-        metrics.handled(
-            "user.v1.UserService",
-            "GetUser",
-            tonic::Code::NotFound,
-            0.01,
+        let method = metrics.method("user.v1.UserService", "GetUser");
+        method.started();
+        method.handled(tonic::Code::NotFound, 0.01);
+        assert!(
+            Arc::ptr_eq(&method, &metrics.method("user.v1.UserService", "GetUser")),
+            "resolved once"
         );
         let text = render(&registry);
         assert!(text.contains(

@@ -36,8 +36,14 @@ pub fn valid_traceparent(value: &str) -> bool {
     }
     let (head, rest) = value.split_at(55);
     let version = &head[..2];
-    let fields: Vec<&str> = head.split('-').collect();
-    let [_, trace_id, parent_id, flags] = fields[..] else {
+    let mut fields = head.split('-');
+    let (Some(_), Some(trace_id), Some(parent_id), Some(flags), None) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
         return false;
     };
     hex(version, 2)
@@ -72,6 +78,29 @@ impl<E: Extractor> Extractor for Strict<'_, E> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys()
+    }
+}
+
+/// Writes propagation headers into an `http::HeaderMap` (gRPC metadata): the W3C names are
+/// static and values are moved in, where opentelemetry-http's injector parses the name and
+/// copies the value of every header it sets.
+pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        use http::header::HeaderName;
+        let name = match key {
+            TRACEPARENT => HeaderName::from_static(TRACEPARENT),
+            TRACESTATE => HeaderName::from_static(TRACESTATE),
+            "baggage" => HeaderName::from_static("baggage"),
+            other => match HeaderName::from_bytes(other.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => return,
+            },
+        };
+        if let Ok(value) = http::HeaderValue::try_from(value) {
+            self.0.insert(name, value);
+        }
     }
 }
 
@@ -111,20 +140,26 @@ fn flags_of(traceparent: &str) -> Option<u8> {
 
 impl TextMapPropagator for TraceContextLevel2 {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        self.inner.inject_context(cx, injector);
         let span = cx.span();
         let context = span.span_context();
-        if context.is_valid() && context.trace_flags() & RANDOM == RANDOM {
-            let flags = context.trace_flags() & (TraceFlags::SAMPLED | RANDOM);
-            injector.set(
-                TRACEPARENT,
-                format!(
-                    "00-{}-{}-{:02x}",
-                    context.trace_id(),
-                    context.span_id(),
-                    flags.to_u8()
-                ),
-            );
+        if !context.is_valid() {
+            return;
+        }
+        // As the SDK's propagator writes it, but keeping `random` beside `sampled`.
+        let flags = context.trace_flags() & (TraceFlags::SAMPLED | RANDOM);
+        injector.set(
+            TRACEPARENT,
+            format!(
+                "00-{}-{}-{:02x}",
+                context.trace_id(),
+                context.span_id(),
+                flags.to_u8()
+            ),
+        );
+        // An empty `tracestate` says nothing: the spec asks senders to leave it out.
+        let state = context.trace_state().header();
+        if !state.is_empty() {
+            injector.set(TRACESTATE, state);
         }
     }
 
@@ -264,5 +299,32 @@ mod tests {
                 "received flags {received}"
             );
         }
+    }
+
+    #[test]
+    fn injected_into_grpc_metadata_with_tracestate_only_when_there_is_one() {
+        let propagator = TraceContextLevel2::new();
+        for (state, expected) in [
+            (None, None),
+            (Some("vendor=1,other=2"), Some("vendor=1,other=2")),
+        ] {
+            let mut fields = vec![("traceparent", format!("00-{TRACE}-{PARENT}-01"))];
+            fields.extend(state.map(|state| ("tracestate", state.to_owned())));
+            let cx = propagator.extract(&Headers(fields));
+            let mut headers = http::HeaderMap::new();
+            propagator.inject_context(&cx, &mut HeaderInjector(&mut headers));
+            assert_eq!(
+                headers["traceparent"],
+                format!("00-{TRACE}-{PARENT}-01").as_str()
+            );
+            assert_eq!(
+                headers.get("tracestate").map(|v| v.to_str().unwrap()),
+                expected,
+                "{state:?}"
+            );
+        }
+        let mut headers = http::HeaderMap::new();
+        propagator.inject_context(&Context::new(), &mut HeaderInjector(&mut headers));
+        assert!(headers.is_empty(), "no span, nothing sent: {headers:?}");
     }
 }

@@ -86,12 +86,19 @@ impl InternalTls {
     }
 
     /// A client that trusts only the CA and presents this service's certificate.
+    ///
+    /// The handshake is bounded: a peer that accepts the connection and then answers nothing
+    /// (a frozen process) would otherwise hold the first call on the channel forever.
     pub fn client(&self) -> ClientTlsConfig {
         ClientTlsConfig::new()
             .ca_certificate(self.ca.clone())
             .identity(self.identity.clone())
+            .timeout(HANDSHAKE_TIMEOUT)
     }
 }
+
+/// The longest a client waits for a server's side of the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The service named by the `spiffe://observable-rust/<service>` URI of a DER certificate.
 pub fn identity_of(der: &[u8]) -> Option<String> {
@@ -143,12 +150,16 @@ impl CallerPolicy {
 #[derive(Debug, Clone)]
 pub struct AuthorizeLayer {
     policy: CallerPolicy,
+    identities: Identities,
 }
 
 impl AuthorizeLayer {
     /// Enforces `policy`.
     pub fn new(policy: CallerPolicy) -> Self {
-        Self { policy }
+        Self {
+            policy,
+            identities: Identities::default(),
+        }
     }
 }
 
@@ -159,6 +170,7 @@ impl<S> Layer<S> for AuthorizeLayer {
         Authorize {
             inner,
             policy: self.policy.clone(),
+            identities: self.identities.clone(),
         }
     }
 }
@@ -168,16 +180,54 @@ impl<S> Layer<S> for AuthorizeLayer {
 pub struct Authorize<S> {
     inner: S,
     policy: CallerPolicy,
+    identities: Identities,
+}
+
+/// The certificate chain of one TLS connection, as tonic hands it to every request on it.
+type PeerCerts = Arc<Vec<tonic::transport::CertificateDer<'static>>>;
+
+/// The caller identities of the connections seen last, so that a certificate is parsed once per
+/// connection rather than once per call (an X.509 parse is a dozen allocations).
+///
+/// Keyed by the chain's `Arc`, which tonic makes once per connection: the entry holds a clone,
+/// so the allocation cannot be freed and its address reused by another connection while the
+/// entry lives. Peers are few (the other services' connections); the oldest entry goes first.
+#[derive(Debug, Clone, Default)]
+struct Identities(Arc<std::sync::Mutex<std::collections::VecDeque<Seen>>>);
+
+/// A connection's certificate chain and the identity read from it.
+type Seen = (PeerCerts, Option<String>);
+
+/// Connections remembered by [`Identities`]: more than the services have to each other.
+const REMEMBERED_CONNECTIONS: usize = 16;
+
+impl Identities {
+    /// The identity in `certs`' leaf certificate.
+    fn of(&self, certs: PeerCerts) -> Option<String> {
+        // A poisoned lock only means a panic elsewhere; the entries are still sound.
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, identity)) = seen.iter().find(|(known, _)| Arc::ptr_eq(known, &certs)) {
+            return identity.clone();
+        }
+        let identity = identity_of(certs.first()?.as_ref());
+        if seen.len() == REMEMBERED_CONNECTIONS {
+            seen.pop_front();
+        }
+        seen.push_back((certs, identity.clone()));
+        identity
+    }
 }
 
 /// The identity in the caller's certificate, if it presented one.
-fn caller<B>(request: &http::Request<B>) -> Option<String> {
+fn caller<B>(request: &http::Request<B>, identities: &Identities) -> Option<String> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     let info = request
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()?;
-    let certs = info.peer_certs()?;
-    identity_of(certs.first()?.as_ref())
+    identities.of(info.peer_certs()?)
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Authorize<S>
@@ -196,20 +246,26 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        if path.starts_with("/grpc.health.v1.Health/") {
-            return futures::future::Either::Left(self.inner.call(request));
-        }
-        let refusal = match caller(&request) {
-            None => tonic::Status::unauthenticated(
-                "a client certificate issued by this deployment's CA is required",
-            ),
-            Some(caller) if !self.policy.allows(&caller, &path) => {
-                tonic::Status::permission_denied(format!("{caller} may not call {path}"))
+        let path = request.uri().path();
+        let refusal = if path.starts_with("/grpc.health.v1.Health/") {
+            None
+        } else {
+            match caller(&request, &self.identities) {
+                None => Some(tonic::Status::unauthenticated(
+                    "a client certificate issued by this deployment's CA is required",
+                )),
+                Some(caller) if !self.policy.allows(&caller, path) => Some(
+                    tonic::Status::permission_denied(format!("{caller} may not call {path}")),
+                ),
+                Some(_) => None,
             }
-            Some(_) => return futures::future::Either::Left(self.inner.call(request)),
         };
-        futures::future::Either::Right(std::future::ready(Ok(refusal.into_http())))
+        match refusal {
+            None => futures::future::Either::Left(self.inner.call(request)),
+            Some(refusal) => {
+                futures::future::Either::Right(std::future::ready(Ok(refusal.into_http())))
+            }
+        }
     }
 }
 
@@ -228,6 +284,30 @@ mod tests {
             .contents;
         assert_eq!(identity_of(&der).as_deref(), Some("auth"));
         assert_eq!(identity_of(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn a_connection_keeps_its_own_identity_even_past_the_cache() {
+        let ca = certgen::Ca::new().unwrap();
+        let chain = |service: &str| -> PeerCerts {
+            let pem = ca.issue(service).unwrap().cert;
+            let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                .unwrap()
+                .1
+                .contents;
+            Arc::new(vec![tonic::transport::CertificateDer::from(der)])
+        };
+        let identities = Identities::default();
+        let (auth, gateway) = (chain("auth"), chain("gateway"));
+        assert_eq!(identities.of(auth.clone()).as_deref(), Some("auth"));
+        assert_eq!(identities.of(gateway.clone()).as_deref(), Some("gateway"));
+        assert_eq!(identities.of(auth.clone()).as_deref(), Some("auth"));
+        for _ in 0..REMEMBERED_CONNECTIONS {
+            assert_eq!(identities.of(chain("user")).as_deref(), Some("user"));
+        }
+        // Forgotten, so read again: still its own.
+        assert_eq!(identities.of(gateway).as_deref(), Some("gateway"));
+        assert_eq!(identities.of(Arc::new(Vec::new())), None, "no certificate");
     }
 
     #[test]

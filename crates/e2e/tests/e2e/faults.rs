@@ -191,12 +191,23 @@ async fn a_frozen_dependency_is_cut_off_by_the_deadline_and_recovers_when_it_tha
     let stack = Stack::start_with(&[]).await;
     let token = token(&stack, "frozen@example.com").await;
 
-    stack.user.signal(Signal::SIGSTOP);
     // The stack's client gives up after 10 s: this one waits for the gateway's answer.
     let patient = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
+    // Frozen mid-life: the gateway worker that serves this keep-alive connection has already
+    // reached user (each actix worker has its own channels), so the call below meets an open
+    // connection that answers nothing, and only the deadline ends it. (A channel that never
+    // connected would give up sooner, at the TLS handshake's 2 s.)
+    let warm = patient
+        .get(format!("{}/api/v1/users/me", stack.gateway_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm.status(), 200);
+    stack.user.signal(Signal::SIGSTOP);
     let started = Instant::now();
     let response = patient
         .get(format!("{}/api/v1/users/me", stack.gateway_url))
