@@ -7,19 +7,30 @@
 //! not fit is counted here instead; [`CountingExporter`] counts the spans of failed exports.
 //! Both feed `otel_spans_dropped_total{reason}`, and [`report_drops`] logs one warning per
 //! interval, never one per span.
+//!
+//! After a failed export the collector is given a rest ([`Backoff`]): for a second, doubling
+//! while exports keep failing up to [`MAX_BACKOFF`], no span is admitted and queued spans are
+//! dropped without an export attempt, all counted as `export_failed`. Otherwise a dead
+//! collector costs every batch its conversion and encoding for a connection that is refused,
+//! and a hanging one holds the export thread for a full timeout per queued batch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 /// The metric counting spans lost on the way to the collector.
 pub const DROPPED_METRIC: &str = "otel_spans_dropped_total";
+
+/// The first rest after a failed export; it doubles with each further failure.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest rest between two export attempts while the collector stays unreachable.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Spans admitted and not yet handed to the exporter, against a fixed capacity.
 #[derive(Debug)]
@@ -28,8 +39,59 @@ pub struct Drops {
     capacity: usize,
     /// Spans refused because the queue was full (the collector is slow, hanging or down).
     queue_full: IntCounter,
-    /// Spans of batches whose export failed (refused, timed out, rejected).
+    /// Spans lost to a failing collector: in batches whose export failed (refused, timed out,
+    /// rejected), or refused while the exporter rests after such a failure.
     export_failed: IntCounter,
+    backoff: Backoff,
+}
+
+/// When the exporter may try the collector again, after failures.
+#[derive(Debug)]
+struct Backoff {
+    /// The reference point for the instants below, kept as milliseconds since it.
+    epoch: Instant,
+    /// Until when nothing is admitted or exported (ms since `epoch`); 0 when not resting.
+    resting_until_ms: AtomicU64,
+    /// The length of the current rest (ms); 0 after a success.
+    current_ms: AtomicU64,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            resting_until_ms: AtomicU64::new(0),
+            current_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn resting(&self) -> bool {
+        let until = self.resting_until_ms.load(Ordering::Relaxed);
+        until != 0 && self.now_ms() < until
+    }
+
+    /// An export failed: rest, longer than last time.
+    fn failed(&self) -> Duration {
+        let previous = self.current_ms.load(Ordering::Relaxed);
+        let rest = (previous * 2).clamp(
+            FIRST_BACKOFF.as_millis() as u64,
+            MAX_BACKOFF.as_millis() as u64,
+        );
+        self.current_ms.store(rest, Ordering::Relaxed);
+        self.resting_until_ms
+            .store(self.now_ms() + rest, Ordering::Relaxed);
+        Duration::from_millis(rest)
+    }
+
+    /// An export went through: no more rests.
+    fn succeeded(&self) {
+        self.current_ms.store(0, Ordering::Relaxed);
+        self.resting_until_ms.store(0, Ordering::Relaxed);
+    }
 }
 
 impl Drops {
@@ -53,11 +115,16 @@ impl Drops {
             capacity,
             queue_full: counter.with_label_values(&["queue_full"]),
             export_failed: counter.with_label_values(&["export_failed"]),
+            backoff: Backoff::new(),
         })
     }
 
     /// Takes a place in the queue for one span, or counts it as dropped.
     fn admit(&self) -> bool {
+        if self.backoff.resting() {
+            self.export_failed.inc();
+            return false;
+        }
         let admitted = self
             .pending
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
@@ -144,9 +211,19 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
         let count = batch.len();
         // The batch processor has already taken these off its channel.
         self.drops.taken(count);
-        let outcome = self.inner.export(batch).await;
-        if outcome.is_err() {
+        if self.drops.backoff.resting() {
             self.drops.export_failed.inc_by(count as u64);
+            return Err(OTelSdkError::InternalFailure(
+                "the collector failed the last export; resting before the next".into(),
+            ));
+        }
+        let outcome = self.inner.export(batch).await;
+        match &outcome {
+            Ok(()) => self.drops.backoff.succeeded(),
+            Err(_) => {
+                self.drops.export_failed.inc_by(count as u64);
+                self.drops.backoff.failed();
+            }
         }
         outcome
     }
@@ -198,6 +275,58 @@ pub async fn report_drops(drops: Arc<Drops>, logger: slog::Logger, interval: Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_export_rests_the_exporter_longer_each_time_until_one_succeeds() {
+        let backoff = Backoff::new();
+        assert!(!backoff.resting());
+        assert_eq!(backoff.failed(), FIRST_BACKOFF);
+        assert!(backoff.resting());
+        assert_eq!(backoff.failed(), FIRST_BACKOFF * 2);
+        for _ in 0..10 {
+            backoff.failed();
+        }
+        assert_eq!(backoff.failed(), MAX_BACKOFF, "capped");
+        backoff.succeeded();
+        assert!(!backoff.resting());
+        assert_eq!(backoff.failed(), FIRST_BACKOFF, "starts over");
+    }
+
+    /// An exporter whose collector refuses every export.
+    #[derive(Debug, Default)]
+    struct Refused(AtomicUsize);
+
+    impl SpanExporter for Refused {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(OTelSdkError::InternalFailure("connection refused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn while_resting_queued_batches_are_dropped_without_calling_the_collector() {
+        let drops = Drops::new(8, None);
+        let exporter = CountingExporter::new(Refused::default(), drops.clone());
+        assert!(exporter.export(Vec::new()).await.is_err());
+        assert!(exporter.export(Vec::new()).await.is_err());
+        assert!(exporter.export(Vec::new()).await.is_err());
+        assert_eq!(
+            exporter.inner.0.load(Ordering::Relaxed),
+            1,
+            "tried once, then rested"
+        );
+    }
+
+    #[test]
+    fn nothing_is_admitted_while_the_exporter_rests_and_the_refusals_are_counted() {
+        let drops = Drops::new(8, None);
+        assert!(drops.admit());
+        drops.backoff.failed();
+        assert!(!drops.admit() && !drops.admit());
+        assert_eq!(drops.totals(), (0, 2), "counted as export_failed");
+        drops.backoff.succeeded();
+        assert!(drops.admit());
+    }
 
     #[test]
     fn spans_beyond_capacity_are_counted_and_places_free_as_batches_leave() {
