@@ -41,6 +41,8 @@ pub struct Config {
     pub health_addr: Option<SocketAddr>,
     /// Mutual TLS with the gateway and user, if configured.
     pub tls: Option<telemetry::tls::InternalTls>,
+    /// [`telemetry::lifecycle::READY_FILE`]: where to write the bound addresses once serving.
+    pub ready_file: Option<telemetry::lifecycle::ReadyFile>,
     /// Where the user service listens, e.g. `http://127.0.0.1:50052`.
     pub user_url: String,
     /// The JWT signing key.
@@ -121,6 +123,7 @@ impl Config {
             )?,
             health_addr,
             tls,
+            ready_file: telemetry::lifecycle::ReadyFile::from_lookup(&lookup),
             user_url,
             jwt_secret,
             jwt_ttl_seconds,

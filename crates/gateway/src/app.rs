@@ -21,6 +21,7 @@ pub struct Application {
     limits: web::Data<crate::limits::Limits>,
     draining: web::Data<health::Draining>,
     shutdown_delay: std::time::Duration,
+    ready_file: Option<telemetry::lifecycle::ReadyFile>,
 }
 
 impl Application {
@@ -104,6 +105,7 @@ impl Application {
             limits,
             draining,
             shutdown_delay: config.shutdown_delay,
+            ready_file: config.ready_file,
         })
     }
 
@@ -119,6 +121,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         slog::info!(self.logger, "gateway listening"; "http.addr" => %self.addr, "url" => format!("http://{}", self.addr));
+        if let Some(ready) = &self.ready_file {
+            // Bound already: connections queue until the server below accepts them.
+            ready.write("gateway", &[("http", self.addr)])?;
+        }
         // Keys whose limits have refilled are forgotten, so the tables hold one period's traffic.
         let limits = self.limits.clone();
         let forget = tokio::spawn(async move {

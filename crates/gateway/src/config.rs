@@ -58,6 +58,8 @@ pub struct Config {
     pub body_read_timeout: std::time::Duration,
     /// Mutual TLS to auth and user, if configured.
     pub tls: Option<telemetry::tls::InternalTls>,
+    /// [`telemetry::lifecycle::READY_FILE`]: where to write the bound addresses once serving.
+    pub ready_file: Option<telemetry::lifecycle::ReadyFile>,
     /// Whose `X-Forwarded-For` to believe.
     pub trusted_proxies: telemetry::http::TrustedProxies,
     /// Rate limits on sign-up and login.
@@ -122,6 +124,7 @@ impl Config {
                 DEFAULT_SHUTDOWN_DELAY_MS,
             )?),
             tls,
+            ready_file: telemetry::lifecycle::ReadyFile::from_lookup(&lookup),
         })
     }
 }

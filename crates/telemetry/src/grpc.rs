@@ -531,6 +531,8 @@ pub struct Listeners {
     health_reporter: tonic_health::server::HealthReporter,
     health_service:
         tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    /// Written with the bound addresses once serving starts, naming the service.
+    ready_file: Option<(crate::lifecycle::ReadyFile, &'static str)>,
 }
 
 impl Listeners {
@@ -559,7 +561,19 @@ impl Listeners {
             health,
             health_reporter,
             health_service,
+            ready_file: None,
         })
+    }
+
+    /// Has [`Listeners::serve`] write the bound addresses of `service` (`"user"`) to
+    /// `ready_file` once it serves.
+    pub fn announce_to(
+        mut self,
+        ready_file: Option<crate::lifecycle::ReadyFile>,
+        service: &'static str,
+    ) -> Self {
+        self.ready_file = ready_file.map(|file| (file, service));
+        self
     }
 
     /// The bound health-only address, if any.
@@ -642,6 +656,12 @@ impl Listeners {
                 logger,
                 "internal calls are not authenticated: set TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE for mutual TLS"
             );
+        }
+        if let Some((ready, name)) = &self.ready_file {
+            let mut addresses = vec![("grpc", self.grpc_addr), ("metrics", self.metrics_addr)];
+            addresses.extend(self.health_addr.map(|addr| ("health", addr)));
+            // The listeners are bound: connections queue until the accept loop below runs.
+            ready.write(name, &addresses)?;
         }
 
         let drain = {

@@ -9,6 +9,45 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+/// Where a service writes the addresses it has bound, once it listens (see [`ReadyFile`]).
+pub const READY_FILE: &str = "READY_FILE";
+
+/// A JSON file naming the addresses a service bound, written once it listens, for whatever
+/// started it on port 0 (tests, a supervisor): `{"service":"user","pid":42,"grpc":"127.0.0.1:40123",...}`.
+///
+/// Written whole: a temporary file beside it is renamed into place, so a reader that sees the
+/// file sees all of it. Unset, nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyFile(std::path::PathBuf);
+
+impl ReadyFile {
+    /// [`READY_FILE`] through `lookup`; unset or empty is `None`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        lookup(READY_FILE)
+            .filter(|path| !path.trim().is_empty())
+            .map(|path| Self(path.into()))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Writes `service`'s bound `addresses` (`("grpc", addr)`, ...).
+    pub fn write(&self, service: &str, addresses: &[(&str, SocketAddr)]) -> std::io::Result<()> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("service".into(), service.into());
+        fields.insert("pid".into(), std::process::id().into());
+        for (name, addr) in addresses {
+            fields.insert((*name).into(), addr.to_string().into());
+        }
+        let mut partial = self.0.clone().into_os_string();
+        partial.push(".partial");
+        std::fs::write(&partial, serde_json::Value::Object(fields).to_string())?;
+        std::fs::rename(&partial, &self.0)
+    }
+}
+
 /// Exit code for a bad configuration value (`EX_USAGE` from sysexits.h).
 pub const EXIT_USAGE: u8 = 64;
 
@@ -217,6 +256,33 @@ mod tests {
             reachable("10.1.2.3:9".parse().unwrap()),
             "10.1.2.3:9".parse::<SocketAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn the_ready_file_names_every_address_and_is_whole_when_it_appears() {
+        let dir = std::env::temp_dir().join(format!("ready-file-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("user.json");
+        let lookup = |name: &str| (name == READY_FILE).then(|| path.display().to_string());
+        let ready = ReadyFile::from_lookup(lookup).expect("set");
+        assert_eq!(ReadyFile::from_lookup(|_| Some(" ".into())), None, "empty is unset");
+        let grpc: SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        let metrics: SocketAddr = "127.0.0.1:40124".parse().unwrap();
+        ready
+            .write("user", &[("grpc", grpc), ("metrics", metrics)])
+            .unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(written["service"], "user");
+        assert_eq!(written["pid"], std::process::id());
+        assert_eq!(written["grpc"], "127.0.0.1:40123");
+        assert_eq!(written["metrics"], "127.0.0.1:40124");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["user.json"], "no temporary file left behind");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]

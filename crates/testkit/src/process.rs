@@ -37,6 +37,8 @@ pub struct Service {
     stderr: Arc<Mutex<Vec<String>>>,
     /// The tasks copying the pipes; awaited after exit so no last line is left unread.
     readers: Vec<tokio::task::JoinHandle<()>>,
+    /// Where stdout goes instead of the pipe, if it does ([`Service::spawn_logging_to`]).
+    log_file: Option<std::path::PathBuf>,
 }
 
 impl Service {
@@ -46,11 +48,26 @@ impl Service {
         Self::spawn_with_args(name, &[], env)
     }
 
+    /// [`Service::spawn`] with stdout written to `log` (created or truncated) instead of read
+    /// into the test: [`Service::stdout`] then reads the file.
+    pub fn spawn_logging_to(name: &str, env: &[(&str, String)], log: &std::path::Path) -> Self {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("{name}: cannot create {}: {e}", log.display()));
+        let mut service = Self::spawn_command(
+            name,
+            tokio::process::Command::new(bin(name)),
+            env,
+            Stdio::from(file),
+        );
+        service.log_file = Some(log.to_owned());
+        service
+    }
+
     /// [`Service::spawn`] with command-line arguments.
     pub fn spawn_with_args(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
         let mut command = tokio::process::Command::new(bin(name));
         command.args(args);
-        Self::spawn_command(name, command, env)
+        Self::spawn_command(name, command, env, Stdio::piped())
     }
 
     /// Starts workspace binary `name` through `launcher` (a program and its arguments, to which
@@ -59,20 +76,21 @@ impl Service {
         let (program, args) = launcher.split_first().expect("a launcher program");
         let mut command = tokio::process::Command::new(program);
         command.args(args).arg(bin(name));
-        Self::spawn_command(name, command, env)
+        Self::spawn_command(name, command, env, Stdio::piped())
     }
 
     fn spawn_command(
         name: &str,
         mut command: tokio::process::Command,
         env: &[(&str, String)],
+        stdout_to: Stdio,
     ) -> Self {
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout_to)
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command
@@ -80,16 +98,20 @@ impl Service {
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect(child.stdout.take().expect("piped stdout"), stdout.clone()),
-            collect(child.stderr.take().expect("piped stderr"), stderr.clone()),
-        ];
+        let mut readers = vec![collect(
+            child.stderr.take().expect("piped stderr"),
+            stderr.clone(),
+        )];
+        if let Some(piped) = child.stdout.take() {
+            readers.push(collect(piped, stdout.clone()));
+        }
         Self {
             name: name.to_owned(),
             child,
             stdout,
             stderr,
             readers,
+            log_file: None,
         }
     }
 
@@ -112,7 +134,14 @@ impl Service {
 
     /// Every stdout line so far.
     pub fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().expect("stdout lock").clone()
+        match &self.log_file {
+            Some(path) => std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+            None => self.stdout.lock().expect("stdout lock").clone(),
+        }
     }
 
     /// Every stderr line so far.

@@ -44,20 +44,57 @@ pub struct Stack {
     _dir: tempfile::TempDir,
 }
 
-/// Finds `key` in the first log line whose `msg` is `msg`, waiting for the line to appear.
-async fn logged(service: &Service, msg: &str, key: &str) -> String {
+/// The addresses `service` wrote to `path`, its `READY_FILE`, once it listens: waits for the
+/// file, which appears whole.
+pub async fn ready_file(service: &Service, path: &std::path::Path) -> Value {
     crate::eventually(
-        &format!("{}: {msg:?} log line", service.name),
+        &format!("{}: its ready file {}", service.name, path.display()),
         STARTUP,
         || {
-            service
-                .json_logs()
-                .into_iter()
-                .find(|line| line["msg"] == msg)
-                .and_then(|line| line[key].as_str().map(str::to_owned))
+            let text = std::fs::read_to_string(path).ok()?;
+            serde_json::from_str(&text).ok()
         },
     )
     .await
+}
+
+/// One address from a ready file.
+fn address(ready: &Value, key: &str) -> String {
+    ready[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key:?} address in the ready file {ready}"))
+        .to_owned()
+}
+
+/// The database the user service of a [`Stack`] keeps its rows in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Database {
+    /// A throw-away PostgreSQL database when PostgreSQL is reachable (always under CI),
+    /// SQLite otherwise (with a `NOTE:` line).
+    #[default]
+    PostgresIfReachable,
+    /// SQLite in the stack's directory, as `make run` has it.
+    Sqlite,
+}
+
+/// Where the three processes' stdout goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Logs {
+    /// Read line by line into the test, for [`Service::json_logs`].
+    #[default]
+    Captured,
+    /// Into a file per process in the stack's directory, as a container runtime keeps them:
+    /// nothing reads them while the stack runs (the benchmark's choice).
+    Files,
+}
+
+/// How [`Stack::start_with_options`] starts the stack.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The user service's database.
+    pub database: Database,
+    /// Where stdout goes.
+    pub logs: Logs,
 }
 
 /// A process's environment: its own `settings`, then the stack-wide defaults, then the
@@ -104,8 +141,28 @@ impl Stack {
 
     /// Starts the stack with `env` added to every process's environment.
     pub async fn start_with(extra: &[(&'static str, String)]) -> Self {
+        Self::start_with_options(extra, Options::default()).await
+    }
+
+    /// [`Stack::start_with`], choosing the database and where logs go.
+    pub async fn start_with_options(extra: &[(&'static str, String)], options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (database, database_url) = crate::postgres::postgres_or_sqlite(dir.path());
+        let (database, database_url) = match options.database {
+            Database::PostgresIfReachable => crate::postgres::postgres_or_sqlite(dir.path()),
+            Database::Sqlite => (
+                None,
+                format!("sqlite://{}", dir.path().join("users.db").display()),
+            ),
+        };
+        let spawn = |name: &str, env: &[(&'static str, String)]| match options.logs {
+            Logs::Captured => Service::spawn(name, env),
+            Logs::Files => Service::spawn_logging_to(
+                name,
+                env,
+                &dir.path().join(format!("{name}.log")),
+            ),
+        };
+        let ready_path = |name: &str| dir.path().join(format!("{name}.ready.json"));
         let any_port = "127.0.0.1:0".to_owned();
         // Mutual TLS between the three, as deployed: a CA of this test's own.
         let certs = dir.path().join("certs");
@@ -124,13 +181,17 @@ impl Stack {
             ("METRICS_ADDR", any_port.clone()),
             ("HEALTH_ADDR", any_port.clone()),
             ("DATABASE_URL", database_url),
+            ("READY_FILE", ready_path("user").display().to_string()),
         ];
         settings.extend(tls("user"));
         let user_env = env_for(settings, extra);
-        let user = Service::spawn("user", &user_env);
-        let user_grpc = logged(&user, "grpc server listening", "grpc.addr").await;
-        let user_metrics = logged(&user, "grpc server listening", "metrics.addr").await;
-        let user_health = logged(&user, "grpc server listening", "health.addr").await;
+        let user = spawn("user", &user_env);
+        let ready = ready_file(&user, &ready_path("user")).await;
+        let (user_grpc, user_metrics, user_health) = (
+            address(&ready, "grpc"),
+            address(&ready, "metrics"),
+            address(&ready, "health"),
+        );
 
         let mut settings = vec![
             ("GRPC_ADDR", any_port.clone()),
@@ -138,24 +199,30 @@ impl Stack {
             ("HEALTH_ADDR", any_port.clone()),
             ("USER_URL", format!("https://{user_grpc}")),
             ("JWT_SECRET", JWT_SECRET.to_owned()),
+            ("READY_FILE", ready_path("auth").display().to_string()),
         ];
         settings.extend(tls("auth"));
         let auth_env = env_for(settings, extra);
-        let auth = Service::spawn("auth", &auth_env);
-        let auth_grpc = logged(&auth, "grpc server listening", "grpc.addr").await;
-        let auth_metrics = logged(&auth, "grpc server listening", "metrics.addr").await;
-        let auth_health = logged(&auth, "grpc server listening", "health.addr").await;
+        let auth = spawn("auth", &auth_env);
+        let ready = ready_file(&auth, &ready_path("auth")).await;
+        let (auth_grpc, auth_metrics, auth_health) = (
+            address(&ready, "grpc"),
+            address(&ready, "metrics"),
+            address(&ready, "health"),
+        );
 
         let mut settings = vec![
             ("HTTP_ADDR", any_port),
             ("AUTH_URL", format!("https://{auth_grpc}")),
             ("USER_URL", format!("https://{user_grpc}")),
             ("HTTP_WORKERS", "2".to_owned()),
+            ("READY_FILE", ready_path("gateway").display().to_string()),
         ];
         settings.extend(tls("gateway"));
         let env = env_for(settings, extra);
-        let gateway = Service::spawn("gateway", &env);
-        let gateway_url = logged(&gateway, "gateway listening", "url").await;
+        let gateway = spawn("gateway", &env);
+        let ready = ready_file(&gateway, &ready_path("gateway")).await;
+        let gateway_url = format!("http://{}", address(&ready, "http"));
 
         let pin = |env: Vec<(&'static str, String)>, addrs: [(&'static str, &str); 3]| {
             // A restarted service comes back where its callers expect it.

@@ -39,6 +39,8 @@ pub struct Config {
     pub health_addr: Option<SocketAddr>,
     /// Mutual TLS with auth and the gateway, if configured.
     pub tls: Option<telemetry::tls::InternalTls>,
+    /// [`telemetry::lifecycle::READY_FILE`]: where to write the bound addresses once serving.
+    pub ready_file: Option<telemetry::lifecycle::ReadyFile>,
     /// The database to own.
     pub database_url: DatabaseUrl,
     /// Pool size; also bounds concurrent blocking database calls.
@@ -94,6 +96,7 @@ impl Config {
             )?,
             health_addr,
             tls,
+            ready_file: telemetry::lifecycle::ReadyFile::from_lookup(&lookup),
             database_url,
             pool_size,
             min_bcrypt_cost,

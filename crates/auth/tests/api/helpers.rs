@@ -25,6 +25,7 @@ pub fn auth_config(user_url: String) -> auth::Config {
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         health_addr: None,
         tls: None,
+        ready_file: None,
         user_url,
         jwt_secret: SecretString::from(SECRET.to_owned()),
         jwt_ttl_seconds: 900,
@@ -71,6 +72,7 @@ pub async fn spawn() -> TestAuth {
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         health_addr: None,
         tls: None,
+        ready_file: None,
         database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
         pool_size: 4,
         // The suites hash at the minimum cost; production uses 12 in auth and user.

@@ -92,14 +92,16 @@ async fn a_full_disk_refuses_writes_as_unavailable_and_keeps_serving_reads() {
     let data = dir.path().display().to_string();
     let launcher = in_tmpfs(&data, "size=256k");
     let launcher: Vec<&str> = launcher.iter().map(String::as_str).collect();
-    let user = Service::spawn_via("user", &launcher, &env(&data));
-    let addr = testkit::eventually("user's gRPC address", Duration::from_secs(30), || {
-        user.json_logs()
-            .into_iter()
-            .find(|line| line["msg"] == "grpc server listening")
-            .and_then(|line| line["grpc.addr"].as_str().map(str::to_owned))
-    })
-    .await;
+    // Beside the data directory, which is the tmpfs that fills up.
+    let ready_dir = tempfile::tempdir().unwrap();
+    let ready = ready_dir.path().join("user.ready.json");
+    let mut settings = env(&data);
+    settings.push(("READY_FILE", ready.display().to_string()));
+    let user = Service::spawn_via("user", &launcher, &settings);
+    let addr = testkit::stack::ready_file(&user, &ready).await["grpc"]
+        .as_str()
+        .expect("user's gRPC address")
+        .to_owned();
     let mut client = UserServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -147,7 +149,7 @@ async fn a_full_disk_refuses_writes_as_unavailable_and_keeps_serving_reads() {
     // Log lines are written in batches: wait for it rather than race it.
     testkit::eventually(
         "the operator's log names the cause",
-        std::time::Duration::from_secs(5),
+        Duration::from_secs(5),
         || {
             user.json_logs()
                 .iter()

@@ -27,6 +27,7 @@ async fn start_user(
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         health_addr: None,
         tls: None,
+        ready_file: None,
         database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
         pool_size: 4,
         // The suites hash at the minimum cost; production uses 12 in auth and user.
@@ -53,6 +54,7 @@ async fn start_auth(user_url: String, stop: &mut Vec<tokio::sync::oneshot::Sende
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         health_addr: None,
         tls: None,
+        ready_file: None,
         user_url,
         jwt_secret: SecretString::from(SECRET.to_owned()),
         jwt_ttl_seconds: 900,

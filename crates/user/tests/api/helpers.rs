@@ -23,6 +23,7 @@ pub fn config(database_url: DatabaseUrl) -> user::Config {
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         health_addr: None,
         tls: None,
+        ready_file: None,
         database_url,
         pool_size: 4,
         // The suites hash at the minimum cost; production uses 12 in auth and user.
