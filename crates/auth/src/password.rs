@@ -8,6 +8,11 @@
 //! been told they failed). The [`Hasher`] runs at most one hash per core; a request that cannot
 //! get a turn within a short wait, or before its deadline, is refused at once with
 //! [`AuthError::Overloaded`], which the gateway answers with 503 `overloaded` and `Retry-After`.
+//!
+//! Hashes run on threads of their own at a lower scheduling priority ([`HASHING_NICENESS`]):
+//! with logins saturating every core, the scheduler still gives the threads serving profile
+//! reads and token checks the CPU first, so those keep their latency (BENCHMARKS.md: `/users/me`
+//! p99 while logins saturate the pool). When nothing else wants the CPU, hashing gets all of it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,10 +23,88 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::AuthError;
 use crate::validation::Password;
 
+/// How much lower than the service's other threads the hashing threads run (`nice` 10: about a
+/// tenth of a core's share against a busy thread of the default priority).
+pub const HASHING_NICENESS: i32 = 10;
+
+/// A unit of hashing work for the pool.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that run bcrypt, as many as hashes may run at once.
+#[derive(Debug)]
+struct Pool {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..threads {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("bcrypt-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only to take a job, never while running one.
+                        let job = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        match job {
+                            Ok(job) => job(),
+                            // Every Hasher is gone.
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if started.is_err() {
+                // Fewer threads only means fewer hashes at once; the semaphore still bounds them.
+                break;
+            }
+        }
+        Self {
+            jobs: std::sync::Mutex::new(jobs),
+        }
+    }
+
+    /// Runs `work` on a hashing thread; `None` when the pool is gone.
+    async fn run<R: Send + 'static>(
+        &self,
+        span: tracing::Span,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(span.in_scope(work));
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(job)
+            .ok()?;
+        result.await.ok()
+    }
+}
+
+/// Makes the calling thread yield to the service's other threads ([`HASHING_NICENESS`]).
+/// Best effort: where the system refuses, hashing merely competes as an equal.
+fn lower_priority() {
+    // On Linux the nice value is per thread, and PRIO_PROCESS with a thread id sets just that
+    // thread's (elsewhere it would be the whole process's, so nothing is done there).
+    #[cfg(target_os = "linux")]
+    {
+        let _ =
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICENESS);
+    }
+}
+
 /// Hashes and verifies passwords, at most `concurrency` at a time.
 #[derive(Debug, Clone)]
 pub struct Hasher {
     cost: u32,
+    pool: Arc<Pool>,
     permits: Arc<Semaphore>,
     /// Callers waiting for a turn now; past `max_waiting` a new one is refused without waiting.
     waiting: Arc<AtomicUsize>,
@@ -46,6 +129,7 @@ impl Hasher {
         let concurrency = concurrency.max(1);
         Self {
             cost,
+            pool: Arc::new(Pool::new(concurrency)),
             permits: Arc::new(Semaphore::new(concurrency)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: concurrency * 2,
@@ -80,35 +164,38 @@ impl Hasher {
         }
     }
 
-    /// Hashes `password` on the blocking pool, inside a `bcrypt.hash` span.
+    /// Hashes `password` on a hashing thread, inside a `bcrypt.hash` span.
     pub async fn hash(&self, password: Password) -> Result<String, AuthError> {
         let turn = self.turn().await?;
         let cost = self.cost;
+        // Made here, on the caller's task, so that its parent is the request's span.
         let span = tracing::info_span!("bcrypt.hash", otel.kind = "internal", bcrypt.cost = cost);
-        telemetry::spawn_blocking_in(span, move || {
-            // The turn is held until the hash is done, even if the caller stops waiting: the
-            // bound is on CPU work, not on callers.
-            let _turn = turn;
-            bcrypt::hash(password.expose(), cost)
-        })
-        .await
-        .map_err(|e| AuthError::Internal(format!("hash task failed: {e}")))?
-        .map_err(|e| AuthError::Internal(format!("bcrypt failed: {e}")))
+        self.pool
+            .run(span, move || {
+                // The turn is held until the hash is done, even if the caller stops waiting:
+                // the bound is on CPU work, not on callers.
+                let _turn = turn;
+                bcrypt::hash(password.expose(), cost)
+            })
+            .await
+            .ok_or_else(|| AuthError::Internal("the hashing pool is gone".into()))?
+            .map_err(|e| AuthError::Internal(format!("bcrypt failed: {e}")))
     }
 
-    /// Checks `password` against `hash` on the blocking pool, inside a `bcrypt.verify` span.
+    /// Checks `password` against `hash` on a hashing thread, inside a `bcrypt.verify` span.
     ///
     /// A malformed stored hash is [`AuthError::StoredHashUnusable`], never a match.
     pub async fn verify(&self, password: Password, hash: String) -> Result<bool, AuthError> {
         let turn = self.turn().await?;
         let span = tracing::info_span!("bcrypt.verify", otel.kind = "internal");
-        telemetry::spawn_blocking_in(span, move || {
-            let _turn = turn;
-            bcrypt::verify(password.expose(), &hash)
-        })
-        .await
-        .map_err(|e| AuthError::Internal(format!("verify task failed: {e}")))?
-        .map_err(|e| AuthError::StoredHashUnusable(e.to_string()))
+        self.pool
+            .run(span, move || {
+                let _turn = turn;
+                bcrypt::verify(password.expose(), &hash)
+            })
+            .await
+            .ok_or_else(|| AuthError::Internal("the hashing pool is gone".into()))?
+            .map_err(|e| AuthError::StoredHashUnusable(e.to_string()))
     }
 }
 
@@ -141,6 +228,21 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_below_the_service_s_priority() {
+        let niceness = hasher()
+            .pool
+            .run(tracing::Span::none(), || {
+                rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+            })
+            .await
+            .expect("a hashing thread")
+            .unwrap();
+        let ours = rustix::process::getpriority_process(None).unwrap();
+        assert_eq!(niceness, (ours + HASHING_NICENESS).min(19));
     }
 
     #[tokio::test]
