@@ -38,10 +38,9 @@ impl Application {
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let listeners =
-            Listeners::bind(config.grpc_addr, config.metrics_addr, config.health_addr)
-                .await?
-                .announce_to(config.ready_file.clone(), "auth");
+        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr, config.health_addr)
+            .await?
+            .announce_to(config.ready_file.clone(), "auth");
         let client_metrics = GrpcMetrics::register(&registry, Side::Client)?;
         let users = UserServiceClient::new(telemetry::grpc::channel(
             &config.user_url,

@@ -265,7 +265,11 @@ mod tests {
         let path = dir.join("user.json");
         let lookup = |name: &str| (name == READY_FILE).then(|| path.display().to_string());
         let ready = ReadyFile::from_lookup(lookup).expect("set");
-        assert_eq!(ReadyFile::from_lookup(|_| Some(" ".into())), None, "empty is unset");
+        assert_eq!(
+            ReadyFile::from_lookup(|_| Some(" ".into())),
+            None,
+            "empty is unset"
+        );
         let grpc: SocketAddr = "127.0.0.1:40123".parse().unwrap();
         let metrics: SocketAddr = "127.0.0.1:40124".parse().unwrap();
         ready

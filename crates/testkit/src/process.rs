@@ -49,23 +49,25 @@ impl Service {
     }
 
     /// [`Service::spawn`] with stdout written to `log` (created or truncated) instead of read
-    /// into the test: [`Service::stdout`] then reads the file.
-    pub fn spawn_logging_to(name: &str, env: &[(&str, String)], log: &std::path::Path) -> Self {
+    /// into the test, and through `launcher` when it is not empty (see
+    /// [`Service::spawn_via`]): [`Service::stdout`] then reads the file.
+    pub fn spawn_logging_to(
+        name: &str,
+        launcher: &[&str],
+        env: &[(&str, String)],
+        log: &std::path::Path,
+    ) -> Self {
         let file = std::fs::File::create(log)
             .unwrap_or_else(|e| panic!("{name}: cannot create {}: {e}", log.display()));
-        let mut service = Self::spawn_command(
-            name,
-            tokio::process::Command::new(bin(name)),
-            env,
-            Stdio::from(file),
-        );
+        let mut service =
+            Self::spawn_command(name, command(name, launcher), env, Stdio::from(file));
         service.log_file = Some(log.to_owned());
         service
     }
 
     /// [`Service::spawn`] with command-line arguments.
     pub fn spawn_with_args(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
-        let mut command = tokio::process::Command::new(bin(name));
+        let mut command = command(name, &[]);
         command.args(args);
         Self::spawn_command(name, command, env, Stdio::piped())
     }
@@ -73,10 +75,8 @@ impl Service {
     /// Starts workspace binary `name` through `launcher` (a program and its arguments, to which
     /// the binary's path is appended), e.g. `unshare` to give it a file system of its own.
     pub fn spawn_via(name: &str, launcher: &[&str], env: &[(&str, String)]) -> Self {
-        let (program, args) = launcher.split_first().expect("a launcher program");
-        let mut command = tokio::process::Command::new(program);
-        command.args(args).arg(bin(name));
-        Self::spawn_command(name, command, env, Stdio::piped())
+        assert!(!launcher.is_empty(), "a launcher program");
+        Self::spawn_command(name, command(name, launcher), env, Stdio::piped())
     }
 
     fn spawn_command(
@@ -130,6 +130,18 @@ impl Service {
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// CPU time the process has used so far, all its threads, user and system (Linux
+    /// `/proc`), `None` once it has exited.
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()?)).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        // utime and stime (fields 14 and 15 of proc(5)), in USER_HZ, which Linux fixes at 100.
+        let total = ticks(11)? + ticks(12)?;
+        Some(std::time::Duration::from_millis(total * 10))
     }
 
     /// Every stdout line so far.
@@ -191,6 +203,18 @@ impl Service {
                 self.name,
                 self.stderr()
             ),
+        }
+    }
+}
+
+/// Runs workspace binary `name`, through `launcher` (program and arguments) when not empty.
+fn command(name: &str, launcher: &[&str]) -> tokio::process::Command {
+    match launcher.split_first() {
+        None => tokio::process::Command::new(bin(name)),
+        Some((program, args)) => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(args).arg(bin(name));
+            command
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct Options {
     pub database: Database,
     /// Where stdout goes.
     pub logs: Logs,
+    /// A program (and its arguments) each service is started through, e.g. valgrind.
+    pub launcher: &'static [&'static str],
 }
 
 /// A process's environment: its own `settings`, then the stack-wide defaults, then the
@@ -155,9 +157,11 @@ impl Stack {
             ),
         };
         let spawn = |name: &str, env: &[(&'static str, String)]| match options.logs {
-            Logs::Captured => Service::spawn(name, env),
+            Logs::Captured if options.launcher.is_empty() => Service::spawn(name, env),
+            Logs::Captured => Service::spawn_via(name, options.launcher, env),
             Logs::Files => Service::spawn_logging_to(
                 name,
+                options.launcher,
                 env,
                 &dir.path().join(format!("{name}.log")),
             ),

@@ -109,10 +109,9 @@ impl Application {
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let listeners =
-            Listeners::bind(config.grpc_addr, config.metrics_addr, config.health_addr)
-                .await?
-                .announce_to(config.ready_file.clone(), "user");
+        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr, config.health_addr)
+            .await?
+            .announce_to(config.ready_file.clone(), "user");
         let db = connect_with_retries(&config, &logger).await?;
         slog::info!(logger, "database ready"; "db.system" => db.backend().system());
         Ok(Self {
