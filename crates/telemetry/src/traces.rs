@@ -40,6 +40,12 @@ pub fn install(
 ) -> Result<Option<Installed>, InitError> {
     install_propagator(&config.propagators);
     if config.sdk_disabled {
+        // A subscriber that wants nothing, rather than none at all: with no global subscriber
+        // set, every span of every library (h2, tonic, ...) falls back to the `log` crate on
+        // creation, entry and exit, which cost the gateway about 8% of its instructions per
+        // request for nothing (callgrind).
+        tracing::dispatcher::set_global_default(tracing::Dispatch::none())
+            .map_err(|_| InitError::SubscriberAlreadySet)?;
         return Ok(None);
     }
     let drops = config

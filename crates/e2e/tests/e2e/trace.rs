@@ -300,3 +300,58 @@ async fn one_request_is_one_trace_across_three_processes_with_matching_logs_and_
         assert!(!spans.contains(secret), "the {what} appears in a span");
     }
 }
+
+/// `OTEL_SDK_DISABLED=true` turns tracing off and nothing else: every answer is the same, only
+/// without trace ids (no `traceresponse`, `trace_id: null` in error bodies, none in log lines),
+/// and nothing is sent to the collector even when one is configured.
+#[tokio::test]
+async fn with_the_sdk_disabled_the_system_works_the_same_without_trace_ids() {
+    let collector = OtlpCollector::start().await;
+    let mut env = Stack::exporting_to(&collector.endpoint());
+    env.push(("OTEL_SDK_DISABLED", "true".to_owned()));
+    let stack = Stack::start_with(&env).await;
+
+    assert_eq!(stack.signup("disabled@example.com").await.status(), 201);
+    let login = stack.login("disabled@example.com").await;
+    assert_eq!(login.status(), 200);
+    assert!(login.headers().get("traceresponse").is_none());
+    assert!(login.headers().get("x-trace-id").is_none());
+    let token: Value = login.json().await.unwrap();
+    let me = stack.me(token["access_token"].as_str().unwrap()).await;
+    assert_eq!(me.status(), 200);
+    assert_eq!(
+        me.json::<Value>().await.unwrap()["email"],
+        "disabled@example.com"
+    );
+    let refused = stack.me("not-a-token").await;
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_token", "{body}");
+    assert!(body["trace_id"].is_null(), "{body}");
+
+    // Lines are written in batches: wait for the last request's before reading them all.
+    testkit::eventually(
+        "the gateway's line for the 401",
+        Duration::from_secs(5),
+        || {
+            stack
+                .gateway
+                .json_logs()
+                .iter()
+                .any(|line| line["http.response.status_code"] == 401)
+                .then_some(())
+        },
+    )
+    .await;
+    for service in [&stack.gateway, &stack.auth, &stack.user] {
+        let logs = service.json_logs();
+        assert!(logs.len() > 2, "{}: {logs:?}", service.name);
+        assert!(
+            logs.iter().all(|line| line.get("trace_id").is_none()),
+            "{}: a trace id with tracing off",
+            service.name
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(collector.spans().is_empty(), "nothing exported");
+}
