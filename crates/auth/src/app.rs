@@ -1,11 +1,10 @@
-//! Wiring: listeners, the user-service client, the gRPC server with telemetry, health, `/metrics`.
+//! Wiring: the user-service client and the gRPC server (telemetry, health, `/metrics`, TLS).
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use proto::auth::v1::auth_service_server::AuthServiceServer;
 use proto::user::v1::user_service_client::UserServiceClient;
-use telemetry::grpc::Listeners;
+use service_runtime::grpc::GrpcServer;
 use telemetry::metrics::{GrpcMetrics, Side};
 
 use crate::config::Config;
@@ -14,8 +13,8 @@ use crate::tokens::Tokens;
 
 /// Who may call what: the gateway, and only the gateway, signs up, logs in and validates
 /// tokens. Enforced when the service speaks mutual TLS.
-pub fn caller_policy() -> telemetry::tls::CallerPolicy {
-    telemetry::tls::CallerPolicy::new(&[
+pub fn caller_policy() -> service_runtime::tls::CallerPolicy {
+    service_runtime::tls::CallerPolicy::new(&[
         ("auth.v1.AuthService/Signup", &["gateway"]),
         ("auth.v1.AuthService/Login", &["gateway"]),
         ("auth.v1.AuthService/ValidateToken", &["gateway"]),
@@ -24,58 +23,44 @@ pub fn caller_policy() -> telemetry::tls::CallerPolicy {
 
 /// An auth service with its listeners bound, ready to [`run`](Self::run).
 pub struct Application {
-    listeners: Listeners,
-    tls: Option<telemetry::tls::InternalTls>,
+    server: GrpcServer,
     api: AuthApi,
-    logger: slog::Logger,
-    registry: prometheus::Registry,
 }
 
 impl Application {
-    /// Binds both listeners (port 0 picks free ports) and prepares the user-service client.
+    /// Binds the listeners (port 0 picks free ports) and prepares the user-service client.
     pub async fn build(
         config: Config,
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr, config.health_addr)
-            .await?
-            .announce_to(config.ready_file.clone(), "auth");
         let client_metrics = GrpcMetrics::register(&registry, Side::Client)?;
-        let users = UserServiceClient::new(telemetry::grpc::channel(
+        let users = UserServiceClient::new(service_runtime::grpc::channel(
             &config.user_url,
             client_metrics,
-            config.tls.as_ref(),
+            config.serving.tls.as_ref(),
         )?);
+        let server = GrpcServer::bind(
+            &config.serving,
+            "auth",
+            caller_policy(),
+            registry,
+            logger.clone(),
+        )
+        .await?;
         let tokens = Tokens::new(&config.jwt_secret, config.jwt_ttl_seconds);
         let hasher = crate::password::Hasher::new(
             config.bcrypt_cost,
             config.bcrypt_concurrency,
             config.bcrypt_queue_timeout,
         );
-        let api = AuthApi::new(users, tokens, hasher, logger.clone()).await?;
-        Ok(Self {
-            listeners,
-            tls: config.tls,
-            api,
-            logger,
-            registry,
-        })
+        let api = AuthApi::new(users, tokens, hasher, logger).await?;
+        Ok(Self { server, api })
     }
 
-    /// The bound gRPC address.
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.listeners.grpc_addr()
-    }
-
-    /// The bound health-only address, if any.
-    pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.listeners.health_addr()
-    }
-
-    /// The bound `/metrics` address.
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.listeners.metrics_addr()
+    /// The server's bound addresses.
+    pub fn server(&self) -> &GrpcServer {
+        &self.server
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish.
@@ -83,17 +68,26 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let service = AuthServiceServer::new(self.api);
-        self.listeners
+        self.server
             .serve(
-                service,
+                AuthServiceServer::new(self.api),
                 &proto::methods(proto::auth::v1::auth_service_server::SERVICE_NAME),
-                self.tls.map(|tls| (tls, caller_policy())),
-                self.registry,
-                self.logger,
                 shutdown,
             )
             .await?;
         Ok(())
     }
+}
+
+/// The service as `main` runs it: built from `config`, serving until `shutdown`.
+pub async fn serve(
+    config: Config,
+    logger: slog::Logger,
+    registry: prometheus::Registry,
+    shutdown: service_runtime::lifecycle::ShutdownSignal,
+) -> anyhow::Result<()> {
+    Application::build(config, logger, registry)
+        .await?
+        .run(shutdown)
+        .await
 }

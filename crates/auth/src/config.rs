@@ -1,24 +1,26 @@
 //! Configuration from the environment (12-factor); names are constants, defaults suit `make run`.
 
-use std::net::SocketAddr;
-
 use secrecy::{ExposeSecret as _, SecretString};
-use telemetry::config::{ConfigError, parse_var};
+use service_runtime::config::{
+    ConfigError, DEFAULT_AUTH_GRPC_ADDR, DEFAULT_AUTH_METRICS_ADDR, DEFAULT_USER_URL, GrpcServing,
+    parse_var,
+};
 
-/// Address the gRPC server binds.
-pub const GRPC_ADDR: &str = "GRPC_ADDR";
-/// Address the `/metrics` HTTP listener binds.
-pub const METRICS_ADDR: &str = "METRICS_ADDR";
-/// A plain-text address serving only gRPC health, for probes; required with mutual TLS.
-pub const HEALTH_ADDR: &str = "HEALTH_ADDR";
+pub use service_runtime::config::{GRPC_ADDR, HEALTH_ADDR, METRICS_ADDR};
 /// The user service's gRPC URL.
 pub const USER_URL: &str = "USER_URL";
 /// HS256 signing key; required, at least [`MIN_SECRET_BYTES`] bytes.
 pub const JWT_SECRET: &str = "JWT_SECRET";
 /// Access-token lifetime in seconds.
 pub const JWT_TTL_SECONDS: &str = "JWT_TTL_SECONDS";
+/// Default for [`JWT_TTL_SECONDS`]: an hour.
+pub const DEFAULT_JWT_TTL_SECONDS: i64 = 3600;
+/// The bounds of [`JWT_TTL_SECONDS`]: a minute to thirty days.
+pub const JWT_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400 * 30;
 /// bcrypt work factor (4 to 31).
 pub const BCRYPT_COST: &str = "BCRYPT_COST";
+/// Default for [`BCRYPT_COST`]: bcrypt's own.
+pub const DEFAULT_BCRYPT_COST: u32 = bcrypt::DEFAULT_COST;
 /// How many bcrypt hashes run at once; the default is one per core.
 pub const BCRYPT_CONCURRENCY: &str = "BCRYPT_CONCURRENCY";
 /// How long a sign-up or login waits for a hashing turn before 503 `overloaded`, in ms.
@@ -33,16 +35,9 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// The auth service's settings. `Debug` never shows the secret.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// gRPC listen address; port 0 picks a free port (tests).
-    pub grpc_addr: SocketAddr,
-    /// `/metrics` listen address.
-    pub metrics_addr: SocketAddr,
-    /// Health-only plain-text listen address, if any.
-    pub health_addr: Option<SocketAddr>,
-    /// Mutual TLS with the gateway and user, if configured.
-    pub tls: Option<telemetry::tls::InternalTls>,
-    /// [`telemetry::lifecycle::READY_FILE`]: where to write the bound addresses once serving.
-    pub ready_file: Option<telemetry::lifecycle::ReadyFile>,
+    /// Where and how it serves: `GRPC_ADDR`, `METRICS_ADDR`, `HEALTH_ADDR`, `TLS_*`,
+    /// `READY_FILE`. Its TLS identity is also what its own calls present.
+    pub serving: GrpcServing,
     /// Where the user service listens, e.g. `http://127.0.0.1:50052`.
     pub user_url: String,
     /// The JWT signing key.
@@ -75,14 +70,18 @@ impl Config {
                 ),
             });
         }
-        let jwt_ttl_seconds = parse_var(&lookup, JWT_TTL_SECONDS, 3600i64)?;
-        if !(60..=86_400 * 30).contains(&jwt_ttl_seconds) {
+        let jwt_ttl_seconds = parse_var(&lookup, JWT_TTL_SECONDS, DEFAULT_JWT_TTL_SECONDS)?;
+        if !JWT_TTL_RANGE.contains(&jwt_ttl_seconds) {
             return Err(ConfigError {
                 variable: JWT_TTL_SECONDS,
-                reason: format!("must be between 60 and 2592000, got {jwt_ttl_seconds}"),
+                reason: format!(
+                    "must be between {} and {}, got {jwt_ttl_seconds}",
+                    JWT_TTL_RANGE.start(),
+                    JWT_TTL_RANGE.end()
+                ),
             });
         }
-        let bcrypt_cost = parse_var(&lookup, BCRYPT_COST, bcrypt::DEFAULT_COST)?;
+        let bcrypt_cost = parse_var(&lookup, BCRYPT_COST, DEFAULT_BCRYPT_COST)?;
         if !(4..=31).contains(&bcrypt_cost) {
             return Err(ConfigError {
                 variable: BCRYPT_COST,
@@ -102,28 +101,16 @@ impl Config {
             BCRYPT_QUEUE_TIMEOUT_MS,
             DEFAULT_BCRYPT_QUEUE_TIMEOUT_MS,
         )?);
-        let tls = telemetry::tls::InternalTls::from_lookup(&lookup)?;
-        let user_url = telemetry::config::grpc_url(
+        let serving =
+            GrpcServing::from_lookup(&lookup, DEFAULT_AUTH_GRPC_ADDR, DEFAULT_AUTH_METRICS_ADDR)?;
+        let user_url = service_runtime::config::grpc_url(
             &lookup,
             USER_URL,
-            "http://127.0.0.1:50052",
-            tls.is_some(),
+            DEFAULT_USER_URL,
+            serving.tls.is_some(),
         )?;
-        let health_addr = telemetry::config::health_addr(&lookup, HEALTH_ADDR, tls.is_some())?;
         Ok(Self {
-            grpc_addr: parse_var(
-                &lookup,
-                GRPC_ADDR,
-                SocketAddr::from(([127, 0, 0, 1], 50051)),
-            )?,
-            metrics_addr: parse_var(
-                &lookup,
-                METRICS_ADDR,
-                SocketAddr::from(([127, 0, 0, 1], 9101)),
-            )?,
-            health_addr,
-            tls,
-            ready_file: telemetry::lifecycle::ReadyFile::from_lookup(&lookup),
+            serving,
             user_url,
             jwt_secret,
             jwt_ttl_seconds,

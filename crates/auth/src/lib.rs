@@ -22,5 +22,8 @@ pub mod service;
 pub mod tokens;
 pub mod validation;
 
+#[cfg(feature = "test-support")]
+pub mod test_support;
+
 pub use app::Application;
 pub use config::Config;

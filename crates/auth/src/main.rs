@@ -1,20 +1,13 @@
-//! `auth` binary: a thin shell over [`auth::Application`]; see `telemetry::lifecycle::run_service`.
+//! `auth` binary: a thin shell over [`auth::Application`]; see
+//! `service_runtime::lifecycle::run_service`.
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    telemetry::lifecycle::run_service(
+    service_runtime::lifecycle::run_service(
         "auth",
         auth::Config::from_env(),
-        // With mutual TLS on, the probe asks the plain-text health port.
-        |config| telemetry::lifecycle::Probe::Grpc {
-            addr: config.health_addr.unwrap_or(config.grpc_addr),
-        },
-        |config, logger, registry, shutdown| async move {
-            auth::Application::build(config, logger, registry)
-                .await?
-                .run(shutdown)
-                .await
-        },
+        |config| config.serving.probe(),
+        auth::app::serve,
     )
     .await
 }

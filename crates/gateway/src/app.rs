@@ -21,7 +21,7 @@ pub struct Application {
     limits: web::Data<crate::limits::Limits>,
     draining: web::Data<health::Draining>,
     shutdown_delay: std::time::Duration,
-    ready_file: Option<telemetry::lifecycle::ReadyFile>,
+    ready_file: Option<service_runtime::lifecycle::ReadyFile>,
 }
 
 impl Application {

@@ -42,20 +42,20 @@ impl Endpoints {
     pub fn new(
         auth_url: &str,
         user_url: &str,
-        tls: Option<&telemetry::tls::InternalTls>,
+        tls: Option<&service_runtime::tls::InternalTls>,
         registry: &prometheus::Registry,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            auth: telemetry::grpc::endpoint(auth_url, tls)?,
-            user: telemetry::grpc::endpoint(user_url, tls)?,
+            auth: service_runtime::grpc::endpoint(auth_url, tls)?,
+            user: service_runtime::grpc::endpoint(user_url, tls)?,
             metrics: GrpcMetrics::register(registry, Side::Client)?,
         })
     }
 
     /// Lazily connecting clients whose connections run on the calling thread's runtime.
     pub fn connect(&self) -> Clients {
-        let auth = telemetry::grpc::traced(&self.auth, self.metrics.clone());
-        let user = telemetry::grpc::traced(&self.user, self.metrics.clone());
+        let auth = service_runtime::grpc::traced(&self.auth, self.metrics.clone());
+        let user = service_runtime::grpc::traced(&self.user, self.metrics.clone());
         Clients {
             auth: AuthServiceClient::new(auth.clone()),
             user: UserServiceClient::new(user.clone()),

@@ -2,18 +2,29 @@
 
 use std::net::SocketAddr;
 
-use telemetry::config::{ConfigError, parse_var};
+use service_runtime::config::{ConfigError, parse_var};
 
 /// Address the HTTP server binds.
 pub const HTTP_ADDR: &str = "HTTP_ADDR";
+/// Default for [`HTTP_ADDR`]: loopback, as `make run` has it.
+pub const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
 /// The auth service's gRPC URL.
 pub const AUTH_URL: &str = "AUTH_URL";
 /// The user service's gRPC URL.
 pub const USER_URL: &str = "USER_URL";
 /// Largest accepted JSON body, in bytes.
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+/// Default for [`MAX_BODY_BYTES`]: far more than a sign-up needs.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+/// The smallest [`MAX_BODY_BYTES`] accepted: a sign-up at its longest fits.
+pub const MIN_MAX_BODY_BYTES: usize = 256;
 /// actix-web worker threads; 0 means one per core.
 pub const HTTP_WORKERS: &str = "HTTP_WORKERS";
+/// Default for [`HTTP_WORKERS`]: actix's own choice.
+pub const DEFAULT_HTTP_WORKERS: usize = 0;
 /// How long a request body may take to arrive, in ms; slower ones get 408 `request_timeout`.
 pub const BODY_READ_TIMEOUT_MS: &str = "BODY_READ_TIMEOUT_MS";
 /// Default for [`BODY_READ_TIMEOUT_MS`]: a 16 KB body in 10 s is 1.6 KB/s, slower than any
@@ -57,9 +68,9 @@ pub struct Config {
     /// The longest a request body may take to arrive.
     pub body_read_timeout: std::time::Duration,
     /// Mutual TLS to auth and user, if configured.
-    pub tls: Option<telemetry::tls::InternalTls>,
-    /// [`telemetry::lifecycle::READY_FILE`]: where to write the bound addresses once serving.
-    pub ready_file: Option<telemetry::lifecycle::ReadyFile>,
+    pub tls: Option<service_runtime::tls::InternalTls>,
+    /// [`service_runtime::lifecycle::READY_FILE`]: where to write the bound addresses once serving.
+    pub ready_file: Option<service_runtime::lifecycle::ReadyFile>,
     /// Whose `X-Forwarded-For` to believe.
     pub trusted_proxies: telemetry::http::TrustedProxies,
     /// Rate limits on sign-up and login.
@@ -76,15 +87,15 @@ impl Config {
 
     /// Reads settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let tls = telemetry::tls::InternalTls::from_lookup(&lookup)?;
+        let tls = service_runtime::tls::InternalTls::from_lookup(&lookup)?;
         let url = |name: &'static str, default: &str| {
-            telemetry::config::grpc_url(&lookup, name, default, tls.is_some())
+            service_runtime::config::grpc_url(&lookup, name, default, tls.is_some())
         };
-        let max_body_bytes = parse_var(&lookup, MAX_BODY_BYTES, 16 * 1024usize)?;
-        if max_body_bytes < 256 {
+        let max_body_bytes = parse_var(&lookup, MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES)?;
+        if max_body_bytes < MIN_MAX_BODY_BYTES {
             return Err(ConfigError {
                 variable: MAX_BODY_BYTES,
-                reason: format!("must be at least 256, got {max_body_bytes}"),
+                reason: format!("must be at least {MIN_MAX_BODY_BYTES}, got {max_body_bytes}"),
             });
         }
         let rate = |name: &'static str, default: &str| {
@@ -106,11 +117,11 @@ impl Config {
                 reason,
             })?;
         Ok(Self {
-            http_addr: parse_var(&lookup, HTTP_ADDR, SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            auth_url: url(AUTH_URL, "http://127.0.0.1:50051")?,
-            user_url: url(USER_URL, "http://127.0.0.1:50052")?,
+            http_addr: parse_var(&lookup, HTTP_ADDR, DEFAULT_HTTP_ADDR)?,
+            auth_url: url(AUTH_URL, service_runtime::config::DEFAULT_AUTH_URL)?,
+            user_url: url(USER_URL, service_runtime::config::DEFAULT_USER_URL)?,
             max_body_bytes,
-            workers: parse_var(&lookup, HTTP_WORKERS, 0usize)?,
+            workers: parse_var(&lookup, HTTP_WORKERS, DEFAULT_HTTP_WORKERS)?,
             body_read_timeout: std::time::Duration::from_millis(parse_var(
                 &lookup,
                 BODY_READ_TIMEOUT_MS,
@@ -124,7 +135,7 @@ impl Config {
                 DEFAULT_SHUTDOWN_DELAY_MS,
             )?),
             tls,
-            ready_file: telemetry::lifecycle::ReadyFile::from_lookup(&lookup),
+            ready_file: service_runtime::lifecycle::ReadyFile::from_lookup(&lookup),
         })
     }
 }

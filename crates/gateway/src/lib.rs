@@ -21,5 +21,8 @@ pub mod error;
 pub mod limits;
 pub mod routes;
 
+#[cfg(feature = "test-support")]
+pub mod test_support;
+
 pub use app::Application;
 pub use config::Config;

@@ -1,5 +1,5 @@
 //! `gateway` binary: a thin shell over [`gateway::Application`]; see
-//! `telemetry::lifecycle::run_service`.
+//! `service_runtime::lifecycle::run_service`.
 //!
 //! `#[tokio::main]` rather than `#[actix_web::main]`: the telemetry providers must be built on a
 //! multi-threaded runtime (actix's is single-threaded per worker), and actix-web runs happily
@@ -7,10 +7,10 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    telemetry::lifecycle::run_service(
+    service_runtime::lifecycle::run_service(
         "gateway",
         gateway::Config::from_env(),
-        |config| telemetry::lifecycle::Probe::Http {
+        |config| service_runtime::lifecycle::Probe::Http {
             addr: config.http_addr,
             path: "/readyz",
         },

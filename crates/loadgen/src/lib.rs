@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
-use telemetry::config::{ConfigError, parse_var};
+use service_runtime::config::{ConfigError, parse_var};
 use tokio_util::sync::CancellationToken;
 
 /// The gateway's base URL.

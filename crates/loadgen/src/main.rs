@@ -7,11 +7,11 @@ async fn main() -> std::process::ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("loadgen: {error}");
-            return std::process::ExitCode::from(telemetry::lifecycle::EXIT_USAGE);
+            return std::process::ExitCode::from(service_runtime::lifecycle::EXIT_USAGE);
         }
     };
     println!("{}", config.banner());
-    let summary = loadgen::run(config, telemetry::lifecycle::shutdown_signal()).await;
+    let summary = loadgen::run(config, service_runtime::lifecycle::shutdown_signal()).await;
     println!("{summary}");
     if summary.unexpected() == 0 && summary.total() > 0 {
         std::process::ExitCode::SUCCESS

@@ -260,54 +260,6 @@ where
     }
 }
 
-/// A peer's gRPC URL from `name` (or `default`): `http://host:port`, or `https://` — which it
-/// must be when the service speaks mutual TLS (`tls`).
-pub fn grpc_url(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: &str,
-    tls: bool,
-) -> Result<String, ConfigError> {
-    let url: String = parse_var(lookup, name, default.to_owned())?;
-    let scheme_ok = if tls {
-        url.starts_with("https://")
-    } else {
-        url.starts_with("http://") || url.starts_with("https://")
-    };
-    if !scheme_ok || tonic::transport::Endpoint::from_shared(url.clone()).is_err() {
-        let expected = if tls {
-            "an https:// URL (TLS_* are set)"
-        } else {
-            "an http:// URL"
-        };
-        return Err(ConfigError {
-            variable: name,
-            reason: format!("expected {expected}, got {url:?}"),
-        });
-    }
-    Ok(url)
-}
-
-/// The health-only address from `name`: optional, but required when the main port speaks
-/// mutual TLS (`tls`), which Kubernetes' gRPC probes and `--health-check` cannot.
-pub fn health_addr(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    tls: bool,
-) -> Result<Option<std::net::SocketAddr>, ConfigError> {
-    match lookup(name).filter(|v| !v.trim().is_empty()) {
-        Some(value) => value.trim().parse().map(Some).map_err(|e| ConfigError {
-            variable: name,
-            reason: format!("{e} (got {value:?})"),
-        }),
-        None if tls => Err(ConfigError {
-            variable: name,
-            reason: "required with TLS_*: probes need a plain-text health port".to_owned(),
-        }),
-        None => Ok(None),
-    }
-}
-
 /// Checks `RUST_LOG` with the grammar slog-envlogger applies (`level`, `target`, `target=level`,
 /// comma-separated, optionally `/filter`): it would print a plain-text warning into the JSON log
 /// stream and carry on, where we want one clear line and exit 64.

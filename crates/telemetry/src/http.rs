@@ -22,9 +22,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::logs::current_trace_ids;
 
-/// Paths polled by orchestrators and Prometheus: counted in metrics, given trace ids, but never
-/// exported (the sampler drops them) nor logged per request.
-pub(crate) const UNTRACED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
+use crate::traces::UNTRACED_PATHS;
 
 /// W3C Trace Context Level 2 response header naming the trace that served the request.
 pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");

@@ -1,24 +1,46 @@
-//! The one telemetry crate every service links: traces, logs and metrics that agree with each other.
+//! Traces, logs and metrics that agree with each other: the one telemetry crate every service
+//! links.
 //!
-//! A service calls [`init`] once, inside its Tokio runtime, and keeps the returned [`Guard`] until
-//! it exits; dropping the guard flushes buffered spans and shuts the exporter down.
+//! A service calls [`init`] once, inside its Tokio runtime, and keeps the returned [`Guard`]
+//! until it exits; dropping the guard flushes buffered spans and log lines. Everything comes
+//! from the standard `OTEL_*` variables ([`config`]): `OTEL_SDK_DISABLED=true` turns tracing
+//! off, no `OTEL_EXPORTER_OTLP_ENDPOINT` keeps trace ids for logs and headers but exports
+//! nothing.
 //!
-//! | module | what it gives a service |
-//! |---|---|
-//! | [`config`] | the standard `OTEL_*` environment variables, validated |
-//! | [`traces`] | the OTLP/gRPC tracer provider and the `tracing` subscriber bridging into it |
-//! | [`logs`] | a slog JSON logger whose every line carries the current `trace_id`/`span_id` |
-//! | [`metrics`] | one Prometheus registry per process, gRPC server/client metrics, a `/metrics` listener |
-//! | [`http`] | actix-web pieces: the root span builder, `traceresponse` header, request log, actix-web-prom |
-//! | [`grpc`] | tower layers for tonic: the server extracts W3C context, the client injects it |
-//! | [`propagation`] | extraction of the caller's W3C trace context, invalid headers ignored as the spec says |
-//! | [`tls`] | mutual TLS between the services and the per-method caller policy |
+//! | module | what it gives a service | feature |
+//! |---|---|---|
+//! | [`config`] | the standard `OTEL_*` environment variables, validated | |
+//! | [`traces`] | the OTLP/gRPC tracer provider, its bounded queue, and the `tracing` bridge | |
+//! | [`logs`] | a slog JSON logger whose every line carries the current `trace_id`/`span_id` | |
+//! | [`metrics`] | one Prometheus registry per process; gRPC server and client metrics | (`tonic`) |
+//! | [`propagation`] | W3C trace context in and out, invalid headers ignored as the spec says | |
+//! | [`http`] | actix-web: the root span, `traceresponse`, one log line per request, actix-web-prom | `actix` |
+//! | [`grpc`] | tonic: server and client tower layers (spans, propagation, metrics, deadlines) | `tonic` |
+//!
+//! A service compiles only the framework it uses: `telemetry = { features = ["tonic"] }`.
+//! The process around it (listeners, health, TLS, shutdown) is the `service-runtime` crate's.
 //!
 //! Telemetry never sits on a request's critical path: spans go to a bounded queue drained by a
-//! background exporter, logs go to a bounded buffer written in batches by a thread of their own, and a dead collector only costs dropped
-//! spans, never a slower or failed request.
+//! background exporter, log lines to a bounded buffer written in batches by a thread of their
+//! own, and a dead collector only costs dropped spans, never a slower or failed request.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // No endpoint configured: spans get ids but nothing is exported.
+//! let telemetry = telemetry::init("example").expect("valid OTEL_* settings");
+//! let span = tracing::info_span!("work");
+//! let ids = span.in_scope(|| {
+//!     // This line carries the span's trace_id and span_id.
+//!     slog::info!(telemetry.logger(), "inside a span"; "answer" => 42);
+//!     telemetry::current_trace_ids()
+//! });
+//! assert_eq!(ids.expect("the span has ids").trace_id_hex().len(), 32);
+//! assert!(!telemetry.exporting());
+//! # });
+//! ```
 
 /// Logs at ERROR when `$failed`, else at INFO: slog's level must be a constant per call site.
+#[cfg(any(feature = "actix", feature = "tonic"))]
 macro_rules! info_or_error {
     ($logger:expr, $failed:expr, $($rest:tt)*) => {
         if $failed {
@@ -30,13 +52,13 @@ macro_rules! info_or_error {
 }
 
 pub mod config;
+#[cfg(feature = "tonic")]
 pub mod grpc;
+#[cfg(feature = "actix")]
 pub mod http;
-pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod propagation;
-pub mod tls;
 pub mod traces;
 
 pub use config::{ConfigError, TelemetryConfig};
@@ -156,17 +178,4 @@ pub fn init_with(config: TelemetryConfig) -> Result<Guard, InitError> {
         drops,
         _log_guard: Some(log_guard),
     })
-}
-
-/// Runs blocking `work` (diesel, bcrypt) on Tokio's blocking pool inside `span`.
-///
-/// The blocking pool's threads know nothing of the caller's span; without this the work's span
-/// would start a trace of its own and its log lines would carry no trace id. Create `span` on the
-/// calling task (so its parent is the current request span) and pass it in.
-pub fn spawn_blocking_in<F, R>(span: tracing::Span, work: F) -> tokio::task::JoinHandle<R>
-where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
-{
-    tokio::task::spawn_blocking(move || span.in_scope(work))
 }

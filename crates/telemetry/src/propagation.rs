@@ -84,8 +84,10 @@ impl<E: Extractor> Extractor for Strict<'_, E> {
 /// Writes propagation headers into an `http::HeaderMap` (gRPC metadata): the W3C names are
 /// static and values are moved in, where opentelemetry-http's injector parses the name and
 /// copies the value of every header it sets.
+#[cfg(feature = "tonic")]
 pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
 
+#[cfg(feature = "tonic")]
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         use http::header::HeaderName;

@@ -134,6 +134,10 @@ fn sampler(name: &str, ratio: f64) -> Sampler {
     }
 }
 
+/// Paths polled by orchestrators and Prometheus: counted in metrics, given trace ids, but never
+/// exported (the sampler drops them) nor logged per request.
+pub(crate) const UNTRACED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
+
 /// Drops spans of liveness/readiness probes and metric scrapes before they are recorded.
 ///
 /// A dropped span still has valid ids (flags `00`), so the probe's response names its trace in
@@ -153,8 +157,7 @@ impl ShouldSample for SkipProbes {
         links: &[Link],
     ) -> SamplingResult {
         let probe = attributes.iter().any(|kv| {
-            kv.key.as_str() == "url.path"
-                && crate::http::UNTRACED_PATHS.contains(&kv.value.as_str().as_ref())
+            kv.key.as_str() == "url.path" && UNTRACED_PATHS.contains(&kv.value.as_str().as_ref())
         });
         if probe {
             return SamplingResult {

@@ -65,18 +65,6 @@ where
     }
 }
 
-/// A shutdown trigger for an in-process server: drop or send on the sender and the future
-/// completes, so a test's server stops when the test's handle goes away.
-pub fn stopper() -> (
-    tokio::sync::oneshot::Sender<()>,
-    impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    (tx, async move {
-        let _ = rx.await;
-    })
-}
-
 /// The whole server's gRPC health status at plain-text `addr` (`127.0.0.1:<port>`), or `None`
 /// when it cannot be asked.
 pub async fn health_status(

@@ -1,10 +1,9 @@
 //! Wiring: listeners, the gRPC server with its telemetry layer, health and `/metrics`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use proto::user::v1::user_service_server::UserServiceServer;
-use telemetry::grpc::Listeners;
+use service_runtime::grpc::GrpcServer;
 
 use crate::config::Config;
 use crate::db::Database;
@@ -12,8 +11,8 @@ use crate::service::UserApi;
 
 /// Who may call what: only auth creates accounts and reads password hashes; the gateway reads
 /// profiles. Enforced when the service speaks mutual TLS.
-pub fn caller_policy() -> telemetry::tls::CallerPolicy {
-    telemetry::tls::CallerPolicy::new(&[
+pub fn caller_policy() -> service_runtime::tls::CallerPolicy {
+    service_runtime::tls::CallerPolicy::new(&[
         ("user.v1.UserService/CreateUser", &["auth"]),
         ("user.v1.UserService/GetCredential", &["auth"]),
         ("user.v1.UserService/GetUser", &["gateway"]),
@@ -94,49 +93,40 @@ async fn watch_database(
 
 /// A user service with its listeners bound and its database migrated, ready to [`run`](Self::run).
 pub struct Application {
-    listeners: Listeners,
+    server: GrpcServer,
     db: Database,
-    tls: Option<telemetry::tls::InternalTls>,
     api: UserApi,
     logger: slog::Logger,
-    registry: prometheus::Registry,
 }
 
 impl Application {
-    /// Binds both listeners (port 0 picks free ports) and connects and migrates the database.
+    /// Binds the listeners (port 0 picks free ports) and connects and migrates the database.
     pub async fn build(
         config: Config,
         logger: slog::Logger,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let listeners = Listeners::bind(config.grpc_addr, config.metrics_addr, config.health_addr)
-            .await?
-            .announce_to(config.ready_file.clone(), "user");
+        let server = GrpcServer::bind(
+            &config.serving,
+            "user",
+            caller_policy(),
+            registry,
+            logger.clone(),
+        )
+        .await?;
         let db = connect_with_retries(&config, &logger).await?;
         slog::info!(logger, "database ready"; "db.system" => db.backend().system());
         Ok(Self {
-            listeners,
-            tls: config.tls,
+            server,
             db: db.clone(),
             api: UserApi::new(db, config.min_bcrypt_cost, logger.clone()),
             logger,
-            registry,
         })
     }
 
-    /// The bound gRPC address.
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.listeners.grpc_addr()
-    }
-
-    /// The bound health-only address, if any.
-    pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.listeners.health_addr()
-    }
-
-    /// The bound `/metrics` address.
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.listeners.metrics_addr()
+    /// The server's bound addresses.
+    pub fn server(&self) -> &GrpcServer {
+        &self.server
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish.
@@ -144,27 +134,32 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let service = UserServiceServer::new(self.api);
-        let watchdog = tokio::spawn(watch_database(
-            self.db,
-            self.listeners.health(),
-            self.logger.clone(),
-        ));
+        let watchdog = tokio::spawn(watch_database(self.db, self.server.health(), self.logger));
         // Once draining starts, NOT_SERVING stays, whatever the database does.
         let shutdown = async move {
             shutdown.await;
             watchdog.abort();
         };
-        self.listeners
+        self.server
             .serve(
-                service,
+                UserServiceServer::new(self.api),
                 &proto::methods(proto::user::v1::user_service_server::SERVICE_NAME),
-                self.tls.map(|tls| (tls, caller_policy())),
-                self.registry,
-                self.logger,
                 shutdown,
             )
             .await?;
         Ok(())
     }
+}
+
+/// The service as `main` runs it: built from `config`, serving until `shutdown`.
+pub async fn serve(
+    config: Config,
+    logger: slog::Logger,
+    registry: prometheus::Registry,
+    shutdown: service_runtime::lifecycle::ShutdownSignal,
+) -> anyhow::Result<()> {
+    Application::build(config, logger, registry)
+        .await?
+        .run(shutdown)
+        .await
 }

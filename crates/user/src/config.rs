@@ -1,23 +1,24 @@
 //! Configuration from the environment (12-factor); names are constants, defaults suit `make run`.
 
-use std::net::SocketAddr;
-
-use telemetry::config::{ConfigError, parse_var};
+use service_runtime::config::{
+    ConfigError, DEFAULT_USER_GRPC_ADDR, DEFAULT_USER_METRICS_ADDR, GrpcServing, parse_var,
+};
 
 use crate::db::DatabaseUrl;
 
-/// Address the gRPC server binds.
-pub const GRPC_ADDR: &str = "GRPC_ADDR";
-/// Address the `/metrics` HTTP listener binds.
-pub const METRICS_ADDR: &str = "METRICS_ADDR";
-/// A plain-text address serving only gRPC health, for probes; required with mutual TLS.
-pub const HEALTH_ADDR: &str = "HEALTH_ADDR";
+pub use service_runtime::config::{GRPC_ADDR, HEALTH_ADDR, METRICS_ADDR};
 /// `postgres://...` or `sqlite://path`; unset means SQLite in `DATA_DIR`.
 pub const DATABASE_URL: &str = "DATABASE_URL";
 /// Where the default SQLite file lives.
 pub const DATA_DIR: &str = "DATA_DIR";
+/// Default for [`DATA_DIR`]: beside where `make run` is started.
+pub const DEFAULT_DATA_DIR: &str = "data";
+/// The SQLite file in [`DATA_DIR`] when [`DATABASE_URL`] is unset.
+pub const SQLITE_FILE: &str = "users.db";
 /// Maximum pooled database connections.
 pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
+/// Default for [`DATABASE_POOL_SIZE`].
+pub const DEFAULT_DATABASE_POOL_SIZE: u32 = 10;
 /// How long start-up keeps trying to reach the database, in ms, before it gives up.
 pub const DATABASE_CONNECT_TIMEOUT_MS: &str = "DATABASE_CONNECT_TIMEOUT_MS";
 /// Default for [`DATABASE_CONNECT_TIMEOUT_MS`]: long enough for a database starting beside us.
@@ -31,16 +32,9 @@ pub const DEFAULT_BCRYPT_COST: u32 = 12;
 /// The user service's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// gRPC listen address; port 0 picks a free port (tests).
-    pub grpc_addr: SocketAddr,
-    /// `/metrics` listen address.
-    pub metrics_addr: SocketAddr,
-    /// Health-only plain-text listen address, if any.
-    pub health_addr: Option<SocketAddr>,
-    /// Mutual TLS with auth and the gateway, if configured.
-    pub tls: Option<telemetry::tls::InternalTls>,
-    /// [`telemetry::lifecycle::READY_FILE`]: where to write the bound addresses once serving.
-    pub ready_file: Option<telemetry::lifecycle::ReadyFile>,
+    /// Where and how it serves: `GRPC_ADDR`, `METRICS_ADDR`, `HEALTH_ADDR`, `TLS_*`,
+    /// `READY_FILE`. Its TLS identity is also what its own calls present.
+    pub serving: GrpcServing,
     /// The database to own.
     pub database_url: DatabaseUrl,
     /// Pool size; also bounds concurrent blocking database calls.
@@ -59,23 +53,23 @@ impl Config {
 
     /// Reads settings through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let data_dir: String = parse_var(&lookup, DATA_DIR, "data".to_owned())?;
+        let data_dir: String = parse_var(&lookup, DATA_DIR, DEFAULT_DATA_DIR.to_owned())?;
         let database_url = match lookup(DATABASE_URL).filter(|v| !v.trim().is_empty()) {
-            None => DatabaseUrl::Sqlite(std::path::Path::new(&data_dir).join("users.db")),
+            None => DatabaseUrl::Sqlite(std::path::Path::new(&data_dir).join(SQLITE_FILE)),
             Some(url) => DatabaseUrl::parse(url.trim()).map_err(|reason| ConfigError {
                 variable: DATABASE_URL,
                 reason,
             })?,
         };
-        let pool_size = parse_var(&lookup, DATABASE_POOL_SIZE, 10u32)?;
+        let pool_size = parse_var(&lookup, DATABASE_POOL_SIZE, DEFAULT_DATABASE_POOL_SIZE)?;
         if pool_size == 0 {
             return Err(ConfigError {
                 variable: DATABASE_POOL_SIZE,
                 reason: "must be at least 1".to_owned(),
             });
         }
-        let tls = telemetry::tls::InternalTls::from_lookup(&lookup)?;
-        let health_addr = telemetry::config::health_addr(&lookup, HEALTH_ADDR, tls.is_some())?;
+        let serving =
+            GrpcServing::from_lookup(&lookup, DEFAULT_USER_GRPC_ADDR, DEFAULT_USER_METRICS_ADDR)?;
         let min_bcrypt_cost = parse_var(&lookup, BCRYPT_COST, DEFAULT_BCRYPT_COST)?;
         if !(4..=31).contains(&min_bcrypt_cost) {
             return Err(ConfigError {
@@ -84,19 +78,7 @@ impl Config {
             });
         }
         Ok(Self {
-            grpc_addr: parse_var(
-                &lookup,
-                GRPC_ADDR,
-                SocketAddr::from(([127, 0, 0, 1], 50052)),
-            )?,
-            metrics_addr: parse_var(
-                &lookup,
-                METRICS_ADDR,
-                SocketAddr::from(([127, 0, 0, 1], 9102)),
-            )?,
-            health_addr,
-            tls,
-            ready_file: telemetry::lifecycle::ReadyFile::from_lookup(&lookup),
+            serving,
             database_url,
             pool_size,
             min_bcrypt_cost,
@@ -120,7 +102,7 @@ mod tests {
             config.database_url,
             DatabaseUrl::Sqlite("data/users.db".into())
         );
-        assert_eq!(config.grpc_addr.port(), 50052);
+        assert_eq!(config.serving.grpc_addr, DEFAULT_USER_GRPC_ADDR);
     }
 
     #[test]

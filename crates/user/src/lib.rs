@@ -16,5 +16,8 @@ pub mod db;
 pub mod error;
 pub mod service;
 
+#[cfg(feature = "test-support")]
+pub mod test_support;
+
 pub use app::Application;
 pub use config::Config;

@@ -6,7 +6,7 @@ use proto::auth::v1::{LoginRequest, ValidateTokenRequest};
 use proto::errors::reason;
 use tonic::Code;
 
-use crate::helpers::{auth_config, signup_request};
+use crate::helpers::signup_request;
 
 async fn client(
     addr: std::net::SocketAddr,
@@ -24,23 +24,15 @@ async fn client(
 async fn only_the_gateway_may_call_auth() {
     let ca = certgen::Ca::new().unwrap();
     let mine = ca.issue("auth").unwrap();
-    let mut config = auth_config("https://localhost:1".to_owned());
-    config.tls = Some(telemetry::tls::InternalTls::from_pem(
+    let mut config = auth::test_support::config("https://localhost:1".to_owned());
+    config.serving.tls = Some(service_runtime::tls::InternalTls::from_pem(
         &ca.pem(),
         &mine.cert,
         &mine.key,
     ));
-    config.health_addr = Some("127.0.0.1:0".parse().unwrap());
-    let app = auth::Application::build(
-        config,
-        telemetry::logs::test_logger("auth"),
-        telemetry::metrics::registry(),
-    )
-    .await
-    .unwrap();
-    let addr = app.grpc_addr();
-    let (_stop, stopped) = testkit::stopper();
-    tokio::spawn(app.run(stopped));
+    config.serving.health_addr = Some("127.0.0.1:0".parse().unwrap());
+    let running = auth::test_support::spawn(config).await;
+    let addr = running.grpc_addr;
     let validate = || ValidateTokenRequest {
         access_token: "not-a-token".into(),
     };

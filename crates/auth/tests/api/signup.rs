@@ -96,7 +96,7 @@ async fn a_second_sign_up_with_the_same_email_is_already_exists() {
 #[tokio::test]
 async fn a_dead_user_service_is_unavailable_not_internal() {
     let dead = testkit::DeadEndpoint::reserve();
-    let (mut client, _, _stop) = spawn_auth(dead.url()).await;
+    let (mut client, _running) = spawn_auth(dead.url()).await;
     let status = client
         .signup(signup_request("ada@example.com"))
         .await

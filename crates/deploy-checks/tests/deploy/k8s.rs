@@ -287,7 +287,10 @@ fn every_pod_is_probed_bounded_and_locked_down() {
         // The key in the Secret is this service's own: its certificate names it.
         let cert = base64_decode(data["cert.pem"].as_str().unwrap());
         let der = x509_der(&cert);
-        assert_eq!(telemetry::tls::identity_of(&der).as_deref(), Some(name));
+        assert_eq!(
+            service_runtime::tls::identity_of(&der).as_deref(),
+            Some(name)
+        );
     }
     for name in APP {
         let spec = pod_spec(render, name);

@@ -1,121 +1,18 @@
-use std::net::SocketAddr;
-
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
-pub const SECRET: &str = "gateway-test-secret-0123456789abcdef";
+pub use auth::test_support::JWT_SECRET as SECRET;
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// The whole stack in this process on free ports, stopped when dropped.
 pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
-    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    _gateway: gateway::test_support::Running,
+    _auth: Option<auth::test_support::Running>,
+    _user: Option<user::test_support::Running>,
     _dir: tempfile::TempDir,
     _dead: Option<testkit::DeadEndpoint>,
     _database: Option<testkit::postgres::TestDatabase>,
-}
-
-/// The user service on PostgreSQL when reachable (always in CI), SQLite otherwise.
-async fn start_user(
-    dir: &std::path::Path,
-    stop: &mut Vec<tokio::sync::oneshot::Sender<()>>,
-) -> (String, Option<testkit::postgres::TestDatabase>) {
-    let (database, url) = testkit::postgres::postgres_or_sqlite(dir);
-    let config = user::Config {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        health_addr: None,
-        tls: None,
-        ready_file: None,
-        database_url: user::db::DatabaseUrl::parse(&url).unwrap(),
-        pool_size: 4,
-        // The suites hash at the minimum cost; production uses 12 in auth and user.
-        min_bcrypt_cost: 4,
-        database_connect_timeout: std::time::Duration::from_secs(10),
-    };
-    let app = user::Application::build(
-        config,
-        telemetry::logs::test_logger("user"),
-        telemetry::metrics::registry(),
-    )
-    .await
-    .expect("user builds");
-    let url = format!("http://{}", app.grpc_addr());
-    let (tx, rx) = testkit::stopper();
-    stop.push(tx);
-    tokio::spawn(app.run(rx));
-    (url, database)
-}
-
-async fn start_auth(user_url: String, stop: &mut Vec<tokio::sync::oneshot::Sender<()>>) -> String {
-    let config = auth::Config {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        health_addr: None,
-        tls: None,
-        ready_file: None,
-        user_url,
-        jwt_secret: SecretString::from(SECRET.to_owned()),
-        jwt_ttl_seconds: 900,
-        bcrypt_cost: 4,
-        bcrypt_concurrency: 2,
-        bcrypt_queue_timeout: std::time::Duration::from_millis(
-            auth::config::DEFAULT_BCRYPT_QUEUE_TIMEOUT_MS,
-        ),
-    };
-    let app = auth::Application::build(
-        config,
-        telemetry::logs::test_logger("auth"),
-        telemetry::metrics::registry(),
-    )
-    .await
-    .expect("auth builds");
-    let url = format!("http://{}", app.grpc_addr());
-    let (tx, rx) = testkit::stopper();
-    stop.push(tx);
-    tokio::spawn(app.run(rx));
-    url
-}
-
-fn start_gateway(
-    auth_url: String,
-    user_url: String,
-    settings: &[(&str, &str)],
-    stop: &mut Vec<tokio::sync::oneshot::Sender<()>>,
-) -> SocketAddr {
-    // The settings a deployment would give it; rate limits off unless a test turns them on, so
-    // tests that send many requests test what they are about.
-    let mut env: std::collections::HashMap<String, String> = [
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("AUTH_URL", auth_url.as_str()),
-        ("USER_URL", user_url.as_str()),
-        ("MAX_BODY_BYTES", "4096"),
-        ("HTTP_WORKERS", "1"),
-        ("RATE_LIMIT_SIGNUP_PER_IP", "off"),
-        ("RATE_LIMIT_LOGIN_PER_IP", "off"),
-        ("RATE_LIMIT_LOGIN_PER_ACCOUNT", "off"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    env.extend(
-        settings
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    let config = gateway::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-    let app = gateway::Application::build(
-        config,
-        telemetry::logs::test_logger("gateway"),
-        telemetry::metrics::registry(),
-    )
-    .expect("gateway builds");
-    let addr = app.addr();
-    let (tx, rx) = testkit::stopper();
-    stop.push(tx);
-    tokio::spawn(app.run(rx));
-    addr
 }
 
 impl TestApp {
@@ -128,36 +25,48 @@ impl TestApp {
     pub async fn spawn_with(settings: &[(&str, &str)]) -> Self {
         testkit::init_tracing();
         let dir = tempfile::tempdir().unwrap();
-        let mut stop = Vec::new();
-        let (user_url, database) = start_user(dir.path(), &mut stop).await;
-        let auth_url = start_auth(user_url.clone(), &mut stop).await;
-        let addr = start_gateway(auth_url, user_url, settings, &mut stop);
-        let mut app = Self::new(addr, stop, dir);
-        app._database = database;
-        app
+        // PostgreSQL when reachable (always in CI), SQLite otherwise.
+        let (database, url) = testkit::postgres::postgres_or_sqlite(dir.path());
+        let user = user::test_support::spawn(user::test_support::config(
+            user::db::DatabaseUrl::parse(&url).unwrap(),
+        ))
+        .await;
+        let auth = auth::test_support::spawn(auth::test_support::config(user.url())).await;
+        let gateway = gateway::test_support::spawn(gateway::test_support::config(
+            &auth.url(),
+            &user.url(),
+            settings,
+        ));
+        Self {
+            _auth: Some(auth),
+            _user: Some(user),
+            _database: database,
+            ..Self::new(gateway, dir)
+        }
     }
 
     /// A gateway whose auth and user services are down.
     pub async fn spawn_without_backends() -> Self {
         testkit::init_tracing();
-        let dir = tempfile::tempdir().unwrap();
-        let mut stop = Vec::new();
         let dead = testkit::DeadEndpoint::reserve();
-        let addr = start_gateway(dead.url(), dead.url(), &[], &mut stop);
-        let mut app = Self::new(addr, stop, dir);
-        app._dead = Some(dead);
-        app
+        let gateway = gateway::test_support::spawn(gateway::test_support::config(
+            &dead.url(),
+            &dead.url(),
+            &[],
+        ));
+        Self {
+            _dead: Some(dead),
+            ..Self::new(gateway, tempfile::tempdir().unwrap())
+        }
     }
 
-    fn new(
-        addr: SocketAddr,
-        stop: Vec<tokio::sync::oneshot::Sender<()>>,
-        dir: tempfile::TempDir,
-    ) -> Self {
+    fn new(gateway: gateway::test_support::Running, dir: tempfile::TempDir) -> Self {
         Self {
-            address: format!("http://{addr}"),
+            address: gateway.url(),
             http: reqwest::Client::new(),
-            _stop: stop,
+            _gateway: gateway,
+            _auth: None,
+            _user: None,
             _dir: dir,
             _dead: None,
             _database: None,

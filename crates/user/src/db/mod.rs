@@ -403,7 +403,7 @@ impl Database {
         );
         let database = self.clone();
         let span_in_task = span.clone();
-        telemetry::spawn_blocking_in(span, move || {
+        service_runtime::spawn_blocking_in(span, move || {
             let result = database.checkout().and_then(|mut conn| {
                 let result = query(&mut conn.conn);
                 // Only success vouches for the connection (a refused duplicate is a success

@@ -7,7 +7,7 @@ use proto::user::v1::{CreateUserRequest, GetCredentialRequest, GetUserRequest};
 use tonic::Code;
 use tonic::transport::Endpoint;
 
-const HASH: &str = "$2b$04$C6UzMDM.H6dfI/f/IKcEeO5KRzqzVuINNlrDjAwJfGLtbH6mh2cU.";
+use crate::helpers::HASH;
 
 /// A client of `addr` over TLS trusting `ca`, presenting `identity` if any.
 async fn client(
@@ -27,20 +27,17 @@ async fn every_method_refuses_strangers_and_the_wrong_service() {
     let ca = certgen::Ca::new().unwrap();
     let mine = ca.issue("user").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let app = crate::helpers::build(user::Config {
-        health_addr: Some("127.0.0.1:0".parse().unwrap()),
-        tls: Some(telemetry::tls::InternalTls::from_pem(
-            &ca.pem(),
-            &mine.cert,
-            &mine.key,
-        )),
-        pool_size: 2,
-        ..crate::helpers::config(user::db::DatabaseUrl::Sqlite(dir.path().join("users.db")))
-    })
-    .await;
-    let (addr, health) = (app.grpc_addr(), app.health_addr().unwrap());
-    let (_stop, stopped) = testkit::stopper();
-    tokio::spawn(app.run(stopped));
+    let mut config =
+        user::test_support::config(user::db::DatabaseUrl::Sqlite(dir.path().join("users.db")));
+    config.serving.health_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.serving.tls = Some(service_runtime::tls::InternalTls::from_pem(
+        &ca.pem(),
+        &mine.cert,
+        &mine.key,
+    ));
+    config.pool_size = 2;
+    let running = user::test_support::spawn(config).await;
+    let (addr, health) = (running.grpc_addr, running.health_addr.unwrap());
 
     let gateway = ca.issue("gateway").unwrap();
     let auth = ca.issue("auth").unwrap();

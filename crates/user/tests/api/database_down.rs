@@ -42,15 +42,11 @@ async fn health_follows_the_database_and_service_resumes_when_it_returns() {
     let Some((_database, proxy, url)) = proxied_postgres().await else {
         return;
     };
-    let app = crate::helpers::build(user::Config {
-        health_addr: Some("127.0.0.1:0".parse().unwrap()),
-        pool_size: 2,
-        ..crate::helpers::config(url)
-    })
-    .await;
-    let (grpc, health) = (app.grpc_addr(), app.health_addr().unwrap().to_string());
-    let (_stop, stopped) = testkit::stopper();
-    tokio::spawn(app.run(stopped));
+    let mut config = user::test_support::config(url);
+    config.serving.health_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.pool_size = 2;
+    let running = user::test_support::spawn(config).await;
+    let (grpc, health) = (running.grpc_addr, running.health_addr.unwrap().to_string());
     assert_eq!(status(&health).await, Some(ServingStatus::Serving));
 
     proxy.cut();
@@ -100,10 +96,10 @@ async fn start_up_waits_for_a_database_that_comes_late_and_gives_up_eventually()
         return;
     };
     let build = |timeout| {
-        crate::helpers::try_build(user::Config {
+        user::test_support::build(user::Config {
             pool_size: 2,
             database_connect_timeout: timeout,
-            ..crate::helpers::config(url.clone())
+            ..user::test_support::config(url.clone())
         })
     };
 
@@ -119,5 +115,5 @@ async fn start_up_waits_for_a_database_that_comes_late_and_gives_up_eventually()
     assert!(!late.is_finished(), "still waiting for the database");
     proxy.restore();
     let app = late.await.unwrap().expect("started once the database came");
-    assert!(app.grpc_addr().port() > 0);
+    assert!(app.server().grpc_addr().port() > 0);
 }

@@ -11,40 +11,9 @@ pub struct TestUser {
     pub client: UserServiceClient<Channel>,
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _running: user::test_support::Running,
     _database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
-}
-
-/// The settings the suites run user with: free ports, plain text, the minimum bcrypt cost.
-pub fn config(database_url: DatabaseUrl) -> user::Config {
-    user::Config {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        health_addr: None,
-        tls: None,
-        ready_file: None,
-        database_url,
-        pool_size: 4,
-        // The suites hash at the minimum cost; production uses 12 in auth and user.
-        min_bcrypt_cost: 4,
-        database_connect_timeout: std::time::Duration::from_secs(10),
-    }
-}
-
-/// Builds the service from `config`, with the test logger and a registry of its own.
-pub async fn build(config: user::Config) -> user::Application {
-    try_build(config).await.expect("user service builds")
-}
-
-/// [`build`], for tests of start-up failing.
-pub async fn try_build(config: user::Config) -> anyhow::Result<user::Application> {
-    user::Application::build(
-        config,
-        telemetry::logs::test_logger("user"),
-        telemetry::metrics::registry(),
-    )
-    .await
 }
 
 pub async fn spawn(
@@ -54,19 +23,16 @@ pub async fn spawn(
     dir: tempfile::TempDir,
 ) -> TestUser {
     testkit::init_tracing();
-    let app = build(config(database_url)).await;
-    let (grpc_addr, metrics_addr) = (app.grpc_addr(), app.metrics_addr());
-    let (shutdown, stopped) = testkit::stopper();
-    tokio::spawn(app.run(stopped));
-    let client = UserServiceClient::connect(format!("http://{grpc_addr}"))
+    let running = user::test_support::spawn(user::test_support::config(database_url)).await;
+    let client = UserServiceClient::connect(running.url())
         .await
         .expect("connect");
     TestUser {
         backend,
         client,
-        grpc_addr,
-        metrics_addr,
-        _shutdown: shutdown,
+        grpc_addr: running.grpc_addr,
+        metrics_addr: running.metrics_addr,
+        _running: running,
         _database: database,
         _dir: dir,
     }

@@ -1,38 +1,12 @@
-//! Prometheus metrics: one registry per process, shared by HTTP (actix-web-prom) and gRPC layers.
-//!
-//! gRPC metric names and labels follow go-grpc-prometheus (`grpc_server_started_total`,
-//! `grpc_server_handled_total{grpc_type,grpc_service,grpc_method,grpc_code}`,
-//! `grpc_server_handling_seconds`), which the standard Grafana gRPC dashboards query.
+//! The go-grpc-prometheus metric set, on either side of a call, each method's series resolved
+//! once.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
-
-/// A fresh registry with the process collector (CPU, memory, fds) registered where supported.
-pub fn registry() -> Registry {
-    let registry = Registry::new();
-    #[cfg(target_os = "linux")]
-    {
-        // Only fails if registered twice, which a fresh registry rules out.
-        let _ = registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
-    }
-    registry
-}
-
-/// Renders `registry` in the Prometheus text exposition format.
-pub fn render(registry: &Registry) -> String {
-    let mut buffer = Vec::new();
-    // Encoding into a Vec cannot fail for well-formed metric families.
-    let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);
-    String::from_utf8(buffer).unwrap_or_default()
-}
 
 /// Which side of a call a [`GrpcMetrics`] counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,36 +177,10 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Serves `GET /metrics` from `registry` on `listener` until `shutdown` completes.
-///
-/// The gRPC services use this small HTTP/1.1 listener because Prometheus cannot scrape over
-/// HTTP/2-only gRPC ports.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    registry: Registry,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let body = render(&registry);
-            async move {
-                (
-                    [(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                    body,
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::render;
 
     #[test]
     fn grpc_metrics_use_go_grpc_prometheus_names() {

@@ -115,7 +115,7 @@ pub async fn shutdown_signal() {
 /// configuration against the already running service and exits 0 or 1 (see the module doc).
 pub async fn run_service<C, F, Fut, E>(
     service: &'static str,
-    config: Result<C, crate::ConfigError>,
+    config: Result<C, crate::config::ConfigError>,
     probe: impl FnOnce(&C) -> Probe,
     serve: F,
 ) -> std::process::ExitCode
@@ -141,7 +141,7 @@ where
             }
         };
     }
-    let telemetry = match crate::init(service) {
+    let telemetry = match telemetry::init(service) {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("{service}: {error}");
