@@ -1,10 +1,9 @@
 //! Wiring: the user-service client and the gRPC server (telemetry, health, `/metrics`, TLS).
 
-use std::future::Future;
-
 use proto::auth::v1::auth_service_server::AuthServiceServer;
 use proto::user::v1::user_service_client::UserServiceClient;
 use service_runtime::grpc::GrpcServer;
+use service_runtime::lifecycle::{Service, ShutdownSignal};
 use telemetry::metrics::{GrpcMetrics, Side};
 
 use crate::config::Config;
@@ -28,8 +27,17 @@ pub struct Application {
 }
 
 impl Application {
+    /// The server's bound addresses.
+    pub fn server(&self) -> &GrpcServer {
+        &self.server
+    }
+}
+
+impl Service for Application {
+    type Config = Config;
+
     /// Binds the listeners (port 0 picks free ports) and prepares the user-service client.
-    pub async fn build(
+    async fn build(
         config: Config,
         logger: slog::Logger,
         registry: prometheus::Registry,
@@ -58,16 +66,8 @@ impl Application {
         Ok(Self { server, api })
     }
 
-    /// The server's bound addresses.
-    pub fn server(&self) -> &GrpcServer {
-        &self.server
-    }
-
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    async fn run(self, shutdown: ShutdownSignal) -> anyhow::Result<()> {
         self.server
             .serve(
                 AuthServiceServer::new(self.api),
@@ -77,17 +77,4 @@ impl Application {
             .await?;
         Ok(())
     }
-}
-
-/// The service as `main` runs it: built from `config`, serving until `shutdown`.
-pub async fn serve(
-    config: Config,
-    logger: slog::Logger,
-    registry: prometheus::Registry,
-    shutdown: service_runtime::lifecycle::ShutdownSignal,
-) -> anyhow::Result<()> {
-    Application::build(config, logger, registry)
-        .await?
-        .run(shutdown)
-        .await
 }

@@ -49,16 +49,6 @@ impl AuthError {
         }
     }
 
-    /// Whether the fault is ours (logged at ERROR with its cause) rather than the caller's.
-    pub fn is_server_fault(&self) -> bool {
-        matches!(
-            self,
-            AuthError::UserServiceUnavailable(_)
-                | AuthError::Internal(_)
-                | AuthError::StoredHashUnusable(_)
-        )
-    }
-
     /// Interprets a failed call to the user service. `NotFound` is left to the caller, which
     /// knows whether it means "bad credentials" or a vanished user.
     pub fn from_user_service(status: tonic::Status) -> Self {
@@ -72,6 +62,18 @@ impl AuthError {
                 status.message()
             )),
         }
+    }
+}
+
+impl service_runtime::grpc::CallError for AuthError {
+    /// Ours (logged at ERROR with its cause) rather than the caller's.
+    fn is_server_fault(&self) -> bool {
+        matches!(
+            self,
+            AuthError::UserServiceUnavailable(_)
+                | AuthError::Internal(_)
+                | AuthError::StoredHashUnusable(_)
+        )
     }
 }
 

@@ -3,11 +3,10 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    service_runtime::lifecycle::run_service(
+    service_runtime::lifecycle::run_service::<auth::Application>(
         "auth",
         auth::Config::from_env(),
         |config| config.serving.probe(),
-        auth::app::serve,
     )
     .await
 }

@@ -9,6 +9,7 @@ use proto::auth::v1::{
 use proto::user::v1::{
     CreateUserRequest, GetCredentialRequest, user_service_client::UserServiceClient,
 };
+use service_runtime::grpc::answer;
 use telemetry::grpc::ClientService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -57,14 +58,6 @@ impl AuthApi {
             dummy_hash: dummy_hash.into(),
             logger,
         })
-    }
-
-    /// Turns an error into a status, logging our own faults with their cause.
-    fn fail(&self, error: AuthError) -> Status {
-        if error.is_server_fault() {
-            slog::error!(self.logger, "auth request failed"; "error" => %error);
-        }
-        error.into()
     }
 
     async fn signup(&self, request: SignupRequest) -> Result<SignupResponse, AuthError> {
@@ -146,41 +139,49 @@ impl AuthApi {
             expires_in: self.tokens.ttl_seconds(),
         })
     }
+
+    fn validate_token(
+        &self,
+        request: ValidateTokenRequest,
+    ) -> Result<ValidateTokenResponse, AuthError> {
+        let validated = self.tokens.validate(&request.access_token)?;
+        Ok(ValidateTokenResponse {
+            user_id: validated.user_id,
+            expires_at: validated.expires_at,
+        })
+    }
 }
 
+/// The gRPC surface: each method answers with what the method of the same name above returns.
 #[tonic::async_trait]
 impl AuthService for AuthApi {
     async fn signup(
         &self,
         request: Request<SignupRequest>,
     ) -> Result<Response<SignupResponse>, Status> {
-        AuthApi::signup(self, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(|e| self.fail(e))
+        answer(
+            &self.logger,
+            AuthApi::signup(self, request.into_inner()).await,
+        )
     }
 
     async fn login(
         &self,
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
-        AuthApi::login(self, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(|e| self.fail(e))
+        answer(
+            &self.logger,
+            AuthApi::login(self, request.into_inner()).await,
+        )
     }
 
     async fn validate_token(
         &self,
         request: Request<ValidateTokenRequest>,
     ) -> Result<Response<ValidateTokenResponse>, Status> {
-        let validated = self
-            .tokens
-            .validate(&request.into_inner().access_token)
-            .map_err(|e| self.fail(e))?;
-        Ok(Response::new(ValidateTokenResponse {
-            user_id: validated.user_id,
-            expires_at: validated.expires_at,
-        }))
+        answer(
+            &self.logger,
+            AuthApi::validate_token(self, request.into_inner()),
+        )
     }
 }

@@ -4,6 +4,8 @@
 use secrecy::SecretString;
 use service_runtime::config::GrpcServing;
 
+use service_runtime::lifecycle::Service as _;
+
 use crate::{Application, Config};
 
 /// The signing key the suites' auth services use.
@@ -37,34 +39,11 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
 }
 
 /// A service running in this process, stopped when dropped.
-#[derive(Debug)]
-pub struct Running {
-    /// The bound gRPC address.
-    pub grpc_addr: std::net::SocketAddr,
-    /// The bound `/metrics` address.
-    pub metrics_addr: std::net::SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Running {
-    /// `http://<grpc_addr>`, for a caller's settings.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
-    }
-}
+pub use service_runtime::grpc::Running;
 
 /// Serves the built `app` in the background until the returned handle is dropped.
 pub fn run(app: Application) -> Running {
-    let (grpc_addr, metrics_addr) = (app.server().grpc_addr(), app.server().metrics_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        grpc_addr,
-        metrics_addr,
-        _stop: stop,
-    }
+    Running::start(app, Application::server)
 }
 
 /// Builds the service from `config` and serves it in the background.

@@ -23,6 +23,21 @@ pub const COMPOSE_FILE: &str = "deploy/compose.yaml";
 pub const ENV_EXAMPLE: &str = "deploy/.env.example";
 
 /// An absolute path to `relative` inside the repository.
+/// Runs `command` (a checking tool), asserting it succeeded and showing all it printed if not;
+/// returns what it wrote to stdout.
+pub fn succeeds(command: &mut std::process::Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")

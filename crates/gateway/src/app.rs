@@ -1,12 +1,13 @@
 //! Wiring: the actix-web server with tracing, request logs, metrics and the routes.
 
-use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{App, HttpServer, web};
 use telemetry::http::{HttpSpan, RequestTelemetry};
 use tracing_actix_web::TracingLogger;
+
+use service_runtime::lifecycle::{Service, ShutdownSignal};
 
 use crate::clients::Endpoints;
 use crate::config::Config;
@@ -26,7 +27,7 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener (port 0 picks a free port) and builds the server.
-    pub fn build(
+    pub fn bind(
         config: Config,
         logger: slog::Logger,
         registry: prometheus::Registry,
@@ -113,13 +114,22 @@ impl Application {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+impl Service for Application {
+    type Config = Config;
+
+    async fn build(
+        config: Config,
+        logger: slog::Logger,
+        registry: prometheus::Registry,
+    ) -> anyhow::Result<Self> {
+        Self::bind(config, logger, registry)
+    }
 
     /// Serves until `shutdown` completes; then `/readyz` fails at once, requests are still served
     /// for the configured delay, and the listener closes and in-flight requests drain.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    async fn run(self, shutdown: ShutdownSignal) -> anyhow::Result<()> {
         slog::info!(self.logger, "gateway listening"; "http.addr" => %self.addr, "url" => format!("http://{}", self.addr));
         if let Some(ready) = &self.ready_file {
             // Bound already: connections queue until the server below accepts them.

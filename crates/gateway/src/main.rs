@@ -7,17 +7,12 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    service_runtime::lifecycle::run_service(
+    service_runtime::lifecycle::run_service::<gateway::Application>(
         "gateway",
         gateway::Config::from_env(),
         |config| service_runtime::lifecycle::Probe::Http {
             addr: config.http_addr,
             path: "/readyz",
-        },
-        |config, logger, registry, shutdown| async move {
-            gateway::Application::build(config, logger, registry)?
-                .run(shutdown)
-                .await
         },
     )
     .await

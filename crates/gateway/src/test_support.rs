@@ -30,7 +30,7 @@ pub fn config(auth_url: &str, user_url: &str, settings: &[(&str, &str)]) -> Conf
 pub struct Running {
     /// The bound HTTP address.
     pub addr: std::net::SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _serving: service_runtime::lifecycle::Background,
 }
 
 impl Running {
@@ -43,16 +43,14 @@ impl Running {
 /// Builds the gateway from `config`, with the test logger and a registry of its own, and serves
 /// it in the background.
 pub fn spawn(config: Config) -> Running {
-    let app = Application::build(
+    let app = Application::bind(
         config,
         telemetry::logs::test_logger("gateway"),
         telemetry::metrics::registry(),
     )
     .expect("the gateway builds");
-    let addr = app.addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    Running { addr, _stop: stop }
+    Running {
+        addr: app.addr(),
+        _serving: service_runtime::lifecycle::Background::spawn(app),
+    }
 }

@@ -12,6 +12,28 @@ use telemetry::grpc::{ClientLayer, ClientService, DEFAULT_CALL_TIMEOUT, ServerLa
 use telemetry::metrics::GrpcMetrics;
 use tower::{Layer as _, Service};
 
+/// An error a gRPC service answers a call with.
+pub trait CallError: std::fmt::Display + Into<tonic::Status> {
+    /// Whether the fault is the service's own (logged at ERROR with its cause) rather than the
+    /// caller's.
+    fn is_server_fault(&self) -> bool;
+}
+
+/// The answer to a call: `result`'s response, or its error as a status. A fault of the
+/// service's own is logged at ERROR with its cause first (inside the call's span, so the line
+/// carries the trace id); the caller sees only the status, whose message is generic.
+pub fn answer<T, E: CallError>(
+    logger: &slog::Logger,
+    result: Result<T, E>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    result.map(tonic::Response::new).map_err(|error| {
+        if error.is_server_fault() {
+            slog::error!(logger, "request failed"; "error" => %error);
+        }
+        error.into()
+    })
+}
+
 /// A lazily connecting channel to `url` wrapped in the [`ClientLayer`], over mutual TLS when
 /// `tls` is given (then `url` must be `https://`).
 ///
@@ -239,6 +261,42 @@ impl GrpcServer {
             let _ = health_server.await;
         }
         result.map_err(ServeError::Transport)
+    }
+}
+
+/// A gRPC service serving in the background of this process (the test suites' way of
+/// running one), stopped when dropped.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound gRPC address.
+    pub grpc_addr: std::net::SocketAddr,
+    /// The bound `/metrics` address.
+    pub metrics_addr: std::net::SocketAddr,
+    /// The bound plain-text health address, when the settings asked for one.
+    pub health_addr: Option<std::net::SocketAddr>,
+    _serving: crate::lifecycle::Background,
+}
+
+impl Running {
+    /// Serves the built `service`, whose server is `server(&service)`, in the background.
+    pub fn start<S>(service: S, server: impl FnOnce(&S) -> &GrpcServer) -> Self
+    where
+        S: crate::lifecycle::Service + Send + 'static,
+    {
+        let bound = server(&service);
+        let (grpc_addr, metrics_addr, health_addr) =
+            (bound.grpc_addr, bound.metrics_addr, bound.health_addr);
+        Self {
+            grpc_addr,
+            metrics_addr,
+            health_addr,
+            _serving: crate::lifecycle::Background::spawn(service),
+        }
+    }
+
+    /// `http://<grpc_addr>`, for a caller's settings.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
     }
 }
 

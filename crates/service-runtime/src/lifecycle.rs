@@ -104,26 +104,42 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The whole `main` of a service: configuration, telemetry, then `serve` until SIGTERM/SIGINT.
+/// A service as [`run_service`] runs it (and the test suites, in-process): built from its
+/// settings, then served until shutdown.
+pub trait Service: Sized {
+    /// Its settings, read from the environment by `main`.
+    type Config;
+
+    /// Binds its listeners and prepares everything that can fail before serving; logs go to
+    /// `logger`, metrics to `registry`.
+    fn build(
+        config: Self::Config,
+        logger: slog::Logger,
+        registry: prometheus::Registry,
+    ) -> impl std::future::Future<Output = anyhow::Result<Self>> + Send;
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight work finish.
+    fn run(
+        self,
+        shutdown: ShutdownSignal,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The whole `main` of a service: configuration, telemetry, then the service `S` until
+/// SIGTERM/SIGINT.
 ///
 /// A bad setting prints one line naming it and exits [`EXIT_USAGE`]; a failure to start or a
 /// server error is logged as JSON and exits 1; a clean shutdown flushes spans and logs and exits
-/// 0. `serve` receives the logger, the registry and the shutdown signal. Call it from inside the
-/// multi-threaded Tokio runtime (`#[tokio::main]`): the OTLP exporter needs its reactor.
+/// 0. Call it from inside the multi-threaded Tokio runtime (`#[tokio::main]`): the OTLP exporter
+/// needs its reactor.
 ///
 /// Started with [`HEALTH_CHECK_FLAG`], it instead runs the [`Probe`] that `probe` derives from the
 /// configuration against the already running service and exits 0 or 1 (see the module doc).
-pub async fn run_service<C, F, Fut, E>(
+pub async fn run_service<S: Service>(
     service: &'static str,
-    config: Result<C, crate::config::ConfigError>,
-    probe: impl FnOnce(&C) -> Probe,
-    serve: F,
-) -> std::process::ExitCode
-where
-    F: FnOnce(C, slog::Logger, prometheus::Registry, ShutdownSignal) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
+    config: Result<S::Config, crate::config::ConfigError>,
+    probe: impl FnOnce(&S::Config) -> Probe,
+) -> std::process::ExitCode {
     use std::process::ExitCode;
     let config = match config {
         Ok(config) => config,
@@ -149,12 +165,12 @@ where
         }
     };
     let logger = telemetry.logger().clone();
-    let outcome = serve(
-        config,
-        logger.clone(),
-        telemetry.registry().clone(),
-        Box::pin(shutdown_signal()),
-    )
+    let outcome = async {
+        S::build(config, logger.clone(), telemetry.registry().clone())
+            .await?
+            .run(Box::pin(shutdown_signal()))
+            .await
+    }
     .await;
     let code = match outcome {
         Ok(()) => {
@@ -169,6 +185,31 @@ where
     };
     drop(telemetry); // flush spans and logs before exit
     code
+}
+
+/// A service serving in the background of this process until the handle is dropped: how the
+/// test suites run one in-process.
+#[derive(Debug)]
+pub struct Background {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Background {
+    /// Serves the built `service` on the current runtime; dropping the handle is its shutdown
+    /// signal, and it drains as it would on SIGTERM.
+    pub fn spawn<S>(service: S) -> Self
+    where
+        S: Service + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown: ShutdownSignal = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        tokio::spawn(async move {
+            let _ = service.run(shutdown).await;
+        });
+        Self { _stop: stop }
+    }
 }
 
 /// The future [`run_service`] hands to a service: completes on SIGTERM or SIGINT.

@@ -43,6 +43,21 @@ pub async fn eventually<T>(
     }
 }
 
+/// The body of `GET url`, which must answer.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The Prometheus exposition a `/metrics` listener at `addr` serves.
+pub async fn metrics_at(addr: std::net::SocketAddr) -> String {
+    get_text(&format!("http://{addr}/metrics")).await
+}
+
 /// [`eventually`] for a check that has to await (an HTTP query, say).
 pub async fn eventually_async<T, Fut>(
     what: &str,

@@ -161,6 +161,21 @@ impl Service {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
+    /// Waits until a log line that `matches` has been written (lines are written in batches
+    /// and pass a pipe), and returns it; panics naming `what` after a few seconds.
+    pub async fn wait_for_log(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        crate::eventually(
+            &format!("{}: {what}", self.name),
+            std::time::Duration::from_secs(5),
+            || self.json_logs().into_iter().find(&matches),
+        )
+        .await
+    }
+
     /// Stdout lines parsed as JSON; panics on a line that is not, since every line must be.
     pub fn json_logs(&self) -> Vec<serde_json::Value> {
         self.stdout()

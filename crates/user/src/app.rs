@@ -1,9 +1,8 @@
 //! Wiring: listeners, the gRPC server with its telemetry layer, health and `/metrics`.
 
-use std::future::Future;
-
 use proto::user::v1::user_service_server::UserServiceServer;
 use service_runtime::grpc::GrpcServer;
+use service_runtime::lifecycle::{Service, ShutdownSignal};
 
 use crate::config::Config;
 use crate::db::Database;
@@ -100,8 +99,17 @@ pub struct Application {
 }
 
 impl Application {
+    /// The server's bound addresses.
+    pub fn server(&self) -> &GrpcServer {
+        &self.server
+    }
+}
+
+impl Service for Application {
+    type Config = Config;
+
     /// Binds the listeners (port 0 picks free ports) and connects and migrates the database.
-    pub async fn build(
+    async fn build(
         config: Config,
         logger: slog::Logger,
         registry: prometheus::Registry,
@@ -124,16 +132,8 @@ impl Application {
         })
     }
 
-    /// The server's bound addresses.
-    pub fn server(&self) -> &GrpcServer {
-        &self.server
-    }
-
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    async fn run(self, shutdown: ShutdownSignal) -> anyhow::Result<()> {
         let watchdog = tokio::spawn(watch_database(self.db, self.server.health(), self.logger));
         // Once draining starts, NOT_SERVING stays, whatever the database does.
         let shutdown = async move {
@@ -149,17 +149,4 @@ impl Application {
             .await?;
         Ok(())
     }
-}
-
-/// The service as `main` runs it: built from `config`, serving until `shutdown`.
-pub async fn serve(
-    config: Config,
-    logger: slog::Logger,
-    registry: prometheus::Registry,
-    shutdown: service_runtime::lifecycle::ShutdownSignal,
-) -> anyhow::Result<()> {
-    Application::build(config, logger, registry)
-        .await?
-        .run(shutdown)
-        .await
 }

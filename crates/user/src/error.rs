@@ -59,9 +59,9 @@ impl From<diesel::result::Error> for UserError {
     }
 }
 
-impl UserError {
-    /// Whether the fault is ours (logged at ERROR with its cause) rather than the caller's.
-    pub fn is_server_fault(&self) -> bool {
+impl service_runtime::grpc::CallError for UserError {
+    /// Ours (logged at ERROR with its cause) rather than the caller's.
+    fn is_server_fault(&self) -> bool {
         matches!(
             self,
             UserError::Unavailable(_) | UserError::Storage(_) | UserError::Internal(_)

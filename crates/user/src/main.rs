@@ -3,11 +3,10 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    service_runtime::lifecycle::run_service(
+    service_runtime::lifecycle::run_service::<user::Application>(
         "user",
         user::Config::from_env(),
         |config| config.serving.probe(),
-        user::app::serve,
     )
     .await
 }

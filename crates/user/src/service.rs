@@ -4,6 +4,7 @@ use proto::user::v1::{
     CreateUserRequest, CreateUserResponse, GetCredentialRequest, GetCredentialResponse,
     GetUserRequest, GetUserResponse, User, user_service_server::UserService,
 };
+use service_runtime::grpc::answer;
 use tonic::{Request, Response, Status};
 
 use crate::db::{Database, UserRow};
@@ -29,13 +30,49 @@ impl UserApi {
         }
     }
 
-    /// Turns an error into a status, logging our own faults with their cause (inside the request
-    /// span, so the line carries the trace id); the caller only sees the generic message.
-    fn fail(&self, error: UserError) -> Status {
-        if error.is_server_fault() {
-            slog::error!(self.logger, "user request failed"; "error" => %error);
+    async fn create_user(
+        &self,
+        request: CreateUserRequest,
+    ) -> Result<CreateUserResponse, UserError> {
+        validate_create(&request, self.min_bcrypt_cost)?;
+        let row = UserRow::new(request.email, request.name, request.password_hash);
+        let row = self.db.insert(row).await?;
+        slog::info!(self.logger, "user created"; "user_id" => &row.id);
+        Ok(CreateUserResponse {
+            user: Some(to_proto(row)),
+        })
+    }
+
+    async fn get_user(&self, request: GetUserRequest) -> Result<GetUserResponse, UserError> {
+        if uuid::Uuid::parse_str(&request.id).is_err() {
+            return Err(invalid("INVALID_USER_ID", "id must be a UUID"));
         }
-        error.into()
+        let row = self
+            .db
+            .by_id(request.id)
+            .await?
+            .ok_or(UserError::NotFound)?;
+        Ok(GetUserResponse {
+            user: Some(to_proto(row)),
+        })
+    }
+
+    async fn get_credential(
+        &self,
+        request: GetCredentialRequest,
+    ) -> Result<GetCredentialResponse, UserError> {
+        if request.email.is_empty() {
+            return Err(invalid("INVALID_EMAIL", "email is required"));
+        }
+        let row = self
+            .db
+            .by_email(request.email)
+            .await?
+            .ok_or(UserError::NotFound)?;
+        Ok(GetCredentialResponse {
+            user_id: row.id,
+            password_hash: row.password_hash,
+        })
     }
 }
 
@@ -94,53 +131,37 @@ fn validate_create(request: &CreateUserRequest, min_cost: u32) -> Result<(), Use
     }
 }
 
+/// The gRPC surface: each method answers with what the method of the same name above returns.
 #[tonic::async_trait]
 impl UserService for UserApi {
     async fn create_user(
         &self,
         request: Request<CreateUserRequest>,
     ) -> Result<Response<CreateUserResponse>, Status> {
-        let request = request.into_inner();
-        validate_create(&request, self.min_bcrypt_cost).map_err(|e| self.fail(e))?;
-        let row = UserRow::new(request.email, request.name, request.password_hash);
-        let row = self.db.insert(row).await.map_err(|e| self.fail(e))?;
-        slog::info!(self.logger, "user created"; "user_id" => &row.id);
-        Ok(Response::new(CreateUserResponse {
-            user: Some(to_proto(row)),
-        }))
+        answer(
+            &self.logger,
+            UserApi::create_user(self, request.into_inner()).await,
+        )
     }
 
     async fn get_user(
         &self,
         request: Request<GetUserRequest>,
     ) -> Result<Response<GetUserResponse>, Status> {
-        let id = request.into_inner().id;
-        if uuid::Uuid::parse_str(&id).is_err() {
-            return Err(self.fail(invalid("INVALID_USER_ID", "id must be a UUID")));
-        }
-        match self.db.by_id(id).await.map_err(|e| self.fail(e))? {
-            Some(row) => Ok(Response::new(GetUserResponse {
-                user: Some(to_proto(row)),
-            })),
-            None => Err(self.fail(UserError::NotFound)),
-        }
+        answer(
+            &self.logger,
+            UserApi::get_user(self, request.into_inner()).await,
+        )
     }
 
     async fn get_credential(
         &self,
         request: Request<GetCredentialRequest>,
     ) -> Result<Response<GetCredentialResponse>, Status> {
-        let email = request.into_inner().email;
-        if email.is_empty() {
-            return Err(self.fail(invalid("INVALID_EMAIL", "email is required")));
-        }
-        match self.db.by_email(email).await.map_err(|e| self.fail(e))? {
-            Some(row) => Ok(Response::new(GetCredentialResponse {
-                user_id: row.id,
-                password_hash: row.password_hash,
-            })),
-            None => Err(self.fail(UserError::NotFound)),
-        }
+        answer(
+            &self.logger,
+            UserApi::get_credential(self, request.into_inner()).await,
+        )
     }
 }
 

@@ -4,6 +4,8 @@
 use service_runtime::config::GrpcServing;
 
 use crate::db::DatabaseUrl;
+use service_runtime::lifecycle::Service as _;
+
 use crate::{Application, Config};
 
 /// The settings the suites run user with: free ports, plain text, the minimum bcrypt cost.
@@ -29,42 +31,18 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
 }
 
 /// A service running in this process, stopped when dropped.
-#[derive(Debug)]
-pub struct Running {
-    /// The bound gRPC address.
-    pub grpc_addr: std::net::SocketAddr,
-    /// The bound `/metrics` address.
-    pub metrics_addr: std::net::SocketAddr,
-    /// The bound plain-text health address, when the settings asked for one.
-    pub health_addr: Option<std::net::SocketAddr>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Running {
-    /// `http://<grpc_addr>`, for a caller's settings.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
-    }
-}
+pub use service_runtime::grpc::Running;
 
 /// Serves the built `app` in the background until the returned handle is dropped.
 pub fn run(app: Application) -> Running {
-    let server = app.server();
-    let (grpc_addr, metrics_addr, health_addr) = (
-        server.grpc_addr(),
-        server.metrics_addr(),
-        server.health_addr(),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        grpc_addr,
-        metrics_addr,
-        health_addr,
-        _stop: stop,
-    }
+    Running::start(app, Application::server)
+}
+
+/// The service on the database at `url` (`postgres://...` or `sqlite://...`), serving in the
+/// background with [`config`]'s settings.
+pub async fn spawn_on(url: &str) -> Running {
+    let url = DatabaseUrl::parse(url).expect("a database URL");
+    spawn(config(url)).await
 }
 
 /// Builds the service from `config` and serves it in the background.

@@ -36,10 +36,7 @@ pub async fn spawn() -> TestAuth {
     testkit::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let (database, url) = testkit::postgres::postgres_or_sqlite(dir.path());
-    let user = user::test_support::spawn(user::test_support::config(
-        user::db::DatabaseUrl::parse(&url).unwrap(),
-    ))
-    .await;
+    let user = user::test_support::spawn_on(&url).await;
     let (client, auth) = spawn_auth(user.url()).await;
     TestAuth {
         client,

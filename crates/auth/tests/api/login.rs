@@ -87,12 +87,7 @@ async fn grpc_metrics_count_server_and_client_calls() {
             password: PASSWORD.into(),
         })
         .await;
-    let body = reqwest::get(format!("http://{}/metrics", svc.metrics_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = testkit::metrics_at(svc.metrics_addr).await;
     assert!(body.contains(r#"grpc_server_handled_total{grpc_code="Unauthenticated",grpc_method="Login",grpc_service="auth.v1.AuthService",grpc_type="unary"} 1"#), "{body}");
     assert!(body.contains(r#"grpc_client_handled_total{grpc_code="NotFound",grpc_method="GetCredential",grpc_service="user.v1.UserService",grpc_type="unary"} 1"#), "{body}");
     #[cfg(target_os = "linux")] // the prometheus crate's process collector is Linux-only

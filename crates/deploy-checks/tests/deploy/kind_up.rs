@@ -41,17 +41,11 @@ fn kind_up(fakes: &Path, state: &Path, image_id: &str) -> Vec<String> {
     std::fs::write(state.join("next-image-id"), image_id).unwrap();
     let _ = std::fs::remove_file(state.join("calls.log"));
     let path = format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap());
-    let output = Command::new(repo_path("scripts/kind-up.sh"))
-        .env("PATH", path)
-        .env("STATE", state)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let banner = deploy_checks::succeeds(
+        Command::new(repo_path("scripts/kind-up.sh"))
+            .env("PATH", path)
+            .env("STATE", state),
     );
-    let banner = String::from_utf8_lossy(&output.stdout);
     assert!(
         banner.contains("http://localhost:8080") && banner.contains("http://localhost:3000"),
         "{banner}"

@@ -150,22 +150,12 @@ async fn a_killed_service_gives_503_and_unready_then_recovers_without_a_gateway_
             metrics.contains(r#"grpc_client_handled_total{grpc_code="Unavailable""#),
             "{dependency} down: no Unavailable calls counted"
         );
-        // Log lines leave through an asynchronous drain: wait for it.
-        testkit::eventually(
-            &format!("{dependency} down: an ERROR line at the gateway"),
-            Duration::from_secs(5),
-            || {
-                stack
-                    .gateway
-                    .json_logs()
-                    .iter()
-                    .any(|line| {
-                        line["level"] == "ERROR" && line["http.response.status_code"] == 503
-                    })
-                    .then_some(())
-            },
-        )
-        .await;
+        stack
+            .gateway
+            .wait_for_log(&format!("{dependency} down: an ERROR line"), |line| {
+                line["level"] == "ERROR" && line["http.response.status_code"] == 503
+            })
+            .await;
 
         let (status, ready) = stack.readyz().await;
         assert_eq!(status, 503);

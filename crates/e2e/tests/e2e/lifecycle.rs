@@ -106,27 +106,15 @@ async fn sigterm_lets_an_in_flight_request_finish_and_flushes_its_spans() {
     });
     // In flight for sure: auth has started the Login call (and bcrypt takes a while).
     let started = r#"grpc_server_started_total{grpc_method="Login",grpc_service="auth.v1.AuthService",grpc_type="unary"} 1"#;
-    let auth_metrics = stack.auth_metrics.clone();
-    let client = stack.http.clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let body = client
-            .get(&auth_metrics)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if body.contains(started) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the login never reached auth"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::eventually_async(
+        "the login reaching auth",
+        Duration::from_secs(20),
+        || async {
+            let body = stack.metrics(&stack.auth_metrics).await;
+            body.contains(started).then_some(())
+        },
+    )
+    .await;
 
     let code = stack.gateway.terminate().await;
     let response = login

@@ -2,8 +2,6 @@
 //! disk at run time. Each runs the real binary in a mount namespace of its own (`unshare`),
 //! where a small or read-only tmpfs is its data directory; nothing needs root.
 
-use std::time::Duration;
-
 use proto::user::v1::user_service_client::UserServiceClient;
 use proto::user::v1::{CreateUserRequest, GetUserRequest};
 use testkit::process::Service;
@@ -146,19 +144,8 @@ async fn a_full_disk_refuses_writes_as_unavailable_and_keeps_serving_reads() {
         .await
         .expect("reads still work on a full disk");
     assert_eq!(read.into_inner().user.unwrap().email, "full-0@example.com");
-    // Log lines are written in batches: wait for it rather than race it.
-    testkit::eventually(
-        "the operator's log names the cause",
-        Duration::from_secs(5),
-        || {
-            user.json_logs()
-                .iter()
-                .any(|line| {
-                    line["level"] == "ERROR"
-                        && line.to_string().contains("database or disk is full")
-                })
-                .then_some(())
-        },
-    )
+    user.wait_for_log("the operator's log names the cause", |line| {
+        line["level"] == "ERROR" && line.to_string().contains("database or disk is full")
+    })
     .await;
 }

@@ -330,19 +330,12 @@ async fn with_the_sdk_disabled_the_system_works_the_same_without_trace_ids() {
     assert!(body["trace_id"].is_null(), "{body}");
 
     // Lines are written in batches: wait for the last request's before reading them all.
-    testkit::eventually(
-        "the gateway's line for the 401",
-        Duration::from_secs(5),
-        || {
-            stack
-                .gateway
-                .json_logs()
-                .iter()
-                .any(|line| line["http.response.status_code"] == 401)
-                .then_some(())
-        },
-    )
-    .await;
+    stack
+        .gateway
+        .wait_for_log("the line for the 401", |line| {
+            line["http.response.status_code"] == 401
+        })
+        .await;
     for service in [&stack.gateway, &stack.auth, &stack.user] {
         let logs = service.json_logs();
         assert!(logs.len() > 2, "{}: {logs:?}", service.name);

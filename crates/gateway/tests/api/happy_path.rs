@@ -31,36 +31,20 @@ async fn signup_login_and_me_return_the_same_user() {
 async fn root_health_readiness_and_openapi_are_served() {
     let app = TestApp::spawn().await;
 
-    let root: Value = app
-        .http
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let root = app.get_json("/").await;
     assert_eq!(root["name"], "gateway");
     assert_eq!(root["links"]["openapi"], "/api/v1/openapi.json");
 
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
 
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["checks"]["auth"], "serving");
     assert_eq!(ready["checks"]["user"], "serving");
 
-    let openapi: Value = app
-        .http
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi = app.get_json("/api/v1/openapi.json").await;
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/api/v1/signup",
@@ -77,7 +61,7 @@ async fn root_health_readiness_and_openapi_are_served() {
 #[tokio::test]
 async fn readiness_fails_while_dependencies_are_down_but_liveness_holds() {
     let app = TestApp::spawn_without_backends().await;
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "not_ready");
@@ -106,15 +90,7 @@ async fn http_metrics_use_route_patterns_and_status() {
         .await
         .unwrap();
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             r#"http_requests_total{endpoint="/api/v1/signup",method="POST",status="201"} 1"#

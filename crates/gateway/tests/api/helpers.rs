@@ -27,10 +27,7 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         // PostgreSQL when reachable (always in CI), SQLite otherwise.
         let (database, url) = testkit::postgres::postgres_or_sqlite(dir.path());
-        let user = user::test_support::spawn(user::test_support::config(
-            user::db::DatabaseUrl::parse(&url).unwrap(),
-        ))
-        .await;
+        let user = user::test_support::spawn_on(&url).await;
         let auth = auth::test_support::spawn(auth::test_support::config(user.url())).await;
         let gateway = gateway::test_support::spawn(gateway::test_support::config(
             &auth.url(),
@@ -75,6 +72,21 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// `GET path`, its body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    /// The gateway's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {

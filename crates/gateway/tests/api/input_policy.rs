@@ -117,15 +117,7 @@ async fn made_up_methods_share_one_metric_series() {
             "{body}"
         );
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         !metrics.contains("PROBE"),
         "a made-up method became a label value"

@@ -13,7 +13,7 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 #[tokio::test]
 async fn every_response_names_its_trace_in_w3c_form() {
     let app = TestApp::spawn().await;
-    let response = app.http.get(app.url("/")).send().await.unwrap();
+    let response = app.get("/").await;
     let traceresponse = header(&response, "traceresponse");
     let trace_id = header(&response, "x-trace-id");
     let parts: Vec<&str> = traceresponse.split('-').collect();

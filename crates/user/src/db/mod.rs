@@ -413,7 +413,10 @@ impl Database {
                 }
                 result
             });
-            if result.as_ref().is_err_and(UserError::is_server_fault) {
+            if result
+                .as_ref()
+                .is_err_and(service_runtime::grpc::CallError::is_server_fault)
+            {
                 span_in_task.record("otel.status_code", "ERROR");
             }
             result

@@ -173,12 +173,7 @@ async fn metrics_and_health_are_served() {
             .get_user(GetUserRequest { id: "bad".into() })
             .await;
 
-        let body = reqwest::get(format!("http://{}/metrics", svc.metrics_addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = testkit::metrics_at(svc.metrics_addr).await;
         assert!(
             body.contains(r#"grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="GetUser",grpc_service="user.v1.UserService",grpc_type="unary"} 1"#),
             "{body}"
