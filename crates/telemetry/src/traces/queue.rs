@@ -10,9 +10,11 @@
 //!
 //! After a failed export the collector is given a rest ([`Backoff`]): for a second, doubling
 //! while exports keep failing up to [`MAX_BACKOFF`], no span is admitted and queued spans are
-//! dropped without an export attempt, all counted as `export_failed`. Otherwise a dead
-//! collector costs every batch its conversion and encoding for a connection that is refused,
-//! and a hanging one holds the export thread for a full timeout per queued batch.
+//! dropped without an export attempt. After the rest only [`PROBE_SPANS`] are admitted, and they
+//! try the collector first; the rest of the queue follows only if they get through. All of it
+//! is counted as `export_failed`. Otherwise a dead collector costs every batch its conversion and
+//! encoding for a connection that is refused, and a hanging one holds the export thread for a
+//! full timeout per queued batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,6 +28,9 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 /// The metric counting spans lost on the way to the collector.
 pub const DROPPED_METRIC: &str = "otel_spans_dropped_total";
+
+/// While the collector is failing, how many spans try it after each rest.
+pub const PROBE_SPANS: usize = 16;
 
 /// The first rest after a failed export; it doubles with each further failure.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -72,6 +77,17 @@ impl Backoff {
     fn resting(&self) -> bool {
         let until = self.resting_until_ms.load(Ordering::Relaxed);
         until != 0 && self.now_ms() < until
+    }
+
+    /// The last export failed (resting or not): the next one is a probe.
+    fn failing(&self) -> bool {
+        self.current_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// Ends the current rest at once (tests: the clock is not theirs to wind).
+    #[cfg(test)]
+    fn end_rest(&self) {
+        self.resting_until_ms.store(0, Ordering::Relaxed);
     }
 
     /// An export failed: rest, longer than last time.
@@ -121,7 +137,10 @@ impl Drops {
 
     /// Takes a place in the queue for one span, or counts it as dropped.
     fn admit(&self) -> bool {
-        if self.backoff.resting() {
+        let failing = self.backoff.failing();
+        if failing
+            && (self.backoff.resting() || self.pending.load(Ordering::Acquire) >= PROBE_SPANS)
+        {
             self.export_failed.inc();
             return false;
         }
@@ -207,15 +226,30 @@ impl<E> CountingExporter<E> {
 }
 
 impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
         let count = batch.len();
         // The batch processor has already taken these off its channel.
         self.drops.taken(count);
-        if self.drops.backoff.resting() {
+        let backoff = &self.drops.backoff;
+        if backoff.resting() {
             self.drops.export_failed.inc_by(count as u64);
             return Err(OTelSdkError::InternalFailure(
                 "the collector failed the last export; resting before the next".into(),
             ));
+        }
+        if backoff.failing() {
+            // A few spans try first: a collector still down costs their encoding, not the batch's.
+            let rest = batch.split_off(PROBE_SPANS.min(batch.len()));
+            if let Err(error) = self.inner.export(batch).await {
+                self.drops.export_failed.inc_by(count as u64);
+                backoff.failed();
+                return Err(error);
+            }
+            backoff.succeeded();
+            if rest.is_empty() {
+                return Ok(());
+            }
+            batch = rest;
         }
         let outcome = self.inner.export(batch).await;
         match &outcome {
@@ -301,6 +335,71 @@ mod tests {
             self.0.fetch_add(1, Ordering::Relaxed);
             Err(OTelSdkError::InternalFailure("connection refused".into()))
         }
+    }
+
+    /// An exporter whose collector refuses until it is told it is back, keeping the size of
+    /// every batch it is asked to send.
+    #[derive(Debug, Default)]
+    struct Recovering {
+        up: std::sync::atomic::AtomicBool,
+        batches: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl SpanExporter for Recovering {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.batches.lock().unwrap().push(batch.len());
+            if self.up.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err(OTelSdkError::InternalFailure("connection refused".into()))
+            }
+        }
+    }
+
+    fn span_data(n: usize) -> Vec<SpanData> {
+        use opentelemetry::trace::{SpanContext, SpanKind, Status};
+        (0..n)
+            .map(|_| SpanData {
+                span_context: SpanContext::empty_context(),
+                parent_span_id: opentelemetry::trace::SpanId::INVALID,
+                parent_span_is_remote: false,
+                span_kind: SpanKind::Internal,
+                name: "span".into(),
+                start_time: std::time::SystemTime::UNIX_EPOCH,
+                end_time: std::time::SystemTime::UNIX_EPOCH,
+                attributes: Vec::new(),
+                dropped_attributes_count: 0,
+                events: Default::default(),
+                links: Default::default(),
+                status: Status::Unset,
+                instrumentation_scope: Default::default(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn after_a_rest_a_few_spans_probe_the_collector_before_the_rest_follow() {
+        let drops = Drops::new(10_000, None);
+        let exporter = CountingExporter::new(Recovering::default(), drops.clone());
+        assert!(exporter.export(span_data(100)).await.is_err());
+        // Resting: nothing admitted. After the rest, only a probe's worth.
+        assert!(!drops.admit());
+        drops.backoff.end_rest();
+        let admitted = (0..100).filter(|_| drops.admit()).count();
+        assert_eq!(admitted, PROBE_SPANS);
+        drops.taken(admitted);
+        // Still down: the probe fails, the batch is not tried.
+        assert!(exporter.export(span_data(100)).await.is_err());
+        drops.backoff.end_rest();
+        // Back: the probe goes through, then everything else.
+        exporter.inner.up.store(true, Ordering::Relaxed);
+        assert!(exporter.export(span_data(100)).await.is_ok());
+        assert_eq!(
+            *exporter.inner.batches.lock().unwrap(),
+            [100, PROBE_SPANS, PROBE_SPANS, 100 - PROBE_SPANS]
+        );
+        assert!((0..100).all(|_| drops.admit()), "admitted freely again");
+        assert_eq!(drops.totals().1, 100 + 100 + 100 - admitted as u64 + 1);
     }
 
     #[tokio::test]
