@@ -30,21 +30,20 @@ pub struct TraceIds {
 impl TraceIds {
     /// The trace id as 32 lowercase hex digits, the form Tempo and Loki search for.
     pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        hex::encode(self.trace_id.to_bytes())
     }
 
     /// The span id as 16 lowercase hex digits.
     pub fn span_id_hex(&self) -> String {
-        format!("{:016x}", self.span_id)
+        hex::encode(self.span_id.to_bytes())
     }
 
     /// A W3C `traceparent`/`traceresponse` value: `00-<trace>-<span>-<flags>`.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
+        crate::propagation::traceparent(
             self.trace_id,
             self.span_id,
-            u8::from(self.sampled) | (u8::from(self.random) << 1)
+            u8::from(self.sampled) | (u8::from(self.random) << 1),
         )
     }
 }
@@ -133,9 +132,11 @@ const RFC3339_MICROS: [chrono::format::Item<'static>; 13] = {
 
 /// Lowercase hex of an id, on the stack: ids are stamped on every line.
 fn hex<const N: usize>(bytes: [u8; N]) -> StackStr<32> {
+    // A table lookup per byte: `write!` with `{:02x}` went through the formatter for each of the
+    // 24 bytes of every log line's ids.
     let mut out = StackStr::new();
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
+    if hex::encode_to_slice(bytes, out.bytes.get_mut(..2 * N).unwrap_or_default()).is_ok() {
+        out.len = 2 * N;
     }
     out
 }
@@ -274,6 +275,24 @@ mod tests {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt as _;
+
+    #[test]
+    fn ids_are_fixed_width_lower_case_hex() {
+        let ids = TraceIds {
+            trace_id: TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319cu128),
+            span_id: SpanId::from(0x00f0_67aa_0ba9_02b7u64),
+            sampled: true,
+            random: true,
+        };
+        assert_eq!(ids.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(ids.span_id_hex(), "00f067aa0ba902b7");
+        assert_eq!(
+            ids.traceparent(),
+            "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-03"
+        );
+        assert_eq!(hex(ids.trace_id.to_bytes()).as_str(), ids.trace_id_hex());
+        assert_eq!(hex(ids.span_id.to_bytes()).as_str(), ids.span_id_hex());
+    }
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
