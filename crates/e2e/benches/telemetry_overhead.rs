@@ -8,7 +8,7 @@
 //! | off | `OTEL_SDK_DISABLED=true`: no tracer at all (the baseline) |
 //! | ids only | spans and ids, no exporter |
 //! | sink | exporting to a loopback OTLP endpoint that accepts and never decodes |
-//! | collector | exporting to an in-process collector that decodes and keeps every span |
+//! | collector | exporting to an in-process collector that decodes every span and counts it |
 //! | dead | exporting to a port that refuses connections |
 //! | hanging | exporting to a listener that accepts and never answers |
 //!
@@ -421,7 +421,7 @@ async fn overhead_section(
     extra: &[(&'static str, String)],
 ) -> String {
     let sink = OtlpSink::start().await;
-    let collector = OtlpCollector::start().await;
+    let collector = OtlpCollector::start_counting().await;
     let dead = testkit::DeadEndpoint::reserve();
     let hanging = testkit::HangingEndpoint::start().await;
     let exporting = |endpoint: String| vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)];
@@ -573,7 +573,7 @@ async fn overhead_section(
         report,
         "\nThe sink received {exports} export requests ({:.1} MiB); the collector decoded {} spans.",
         bytes as f64 / 1_048_576.0,
-        collector.spans().len()
+        collector.span_count()
     )
     .unwrap();
     assert!(

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -52,21 +53,35 @@ pub struct OtlpCollector {
     addr: SocketAddr,
     spans: Arc<Mutex<Vec<CollectedSpan>>>,
     raw: Arc<Mutex<Vec<String>>>,
+    count: Arc<AtomicU64>,
     _server: tokio::task::JoinHandle<()>,
 }
 
 impl OtlpCollector {
-    /// Starts a collector on a free loopback port.
+    /// Starts a collector on a free loopback port that keeps every span, for tests to inspect.
     pub async fn start() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// Starts a collector that decodes every export and counts its spans, keeping none: what a
+    /// benchmark needs, where keeping millions of spans would measure the collector's memory.
+    pub async fn start_counting() -> Self {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(keep: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind collector");
         let addr = listener.local_addr().expect("collector address");
         let spans = Arc::new(Mutex::new(Vec::new()));
         let raw = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicU64::new(0));
         let service = Receiver {
             spans: spans.clone(),
             raw: raw.clone(),
+            count: count.clone(),
+            keep,
         };
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
@@ -78,8 +93,14 @@ impl OtlpCollector {
             addr,
             spans,
             raw,
+            count,
             _server: server,
         }
+    }
+
+    /// How many spans have arrived, kept or not.
+    pub fn span_count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// `http://127.0.0.1:<port>`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -110,6 +131,9 @@ impl OtlpCollector {
 struct Receiver {
     spans: Arc<Mutex<Vec<CollectedSpan>>>,
     raw: Arc<Mutex<Vec<String>>>,
+    count: Arc<AtomicU64>,
+    /// Whether spans are kept for [`OtlpCollector::spans`], or only counted.
+    keep: bool,
 }
 
 #[tonic::async_trait]
@@ -119,6 +143,18 @@ impl TraceService for Receiver {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let request = request.into_inner();
+        let spans: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|resource| &resource.scope_spans)
+            .map(|scope| scope.spans.len())
+            .sum();
+        self.count.fetch_add(spans as u64, Ordering::Relaxed);
+        if !self.keep {
+            return Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }));
+        }
         self.raw
             .lock()
             .expect("collector lock")
