@@ -80,6 +80,8 @@ struct Scenario {
     /// CPU used by gateway, auth and user while `/users/me` was driven, and the requests.
     me_cpu: [Duration; 3],
     me_requests: u64,
+    /// Spans dropped, all three processes, while `/users/me` was driven.
+    me_dropped: u64,
 }
 
 async fn token(stack: &Stack, email: &str) -> String {
@@ -287,22 +289,34 @@ fn database() -> Database {
     }
 }
 
-/// Spans the stack's three processes dropped (`otel_spans_dropped_total`, all reasons).
-async fn dropped(stack: &Stack) -> u64 {
-    let mut total = 0;
+/// Spans each of the stack's three processes dropped (`otel_spans_dropped_total`, all reasons):
+/// `gateway + auth + user = total`.
+async fn dropped(stack: &Stack) -> String {
+    let counts = dropped_by_process(stack).await;
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return "0".to_owned();
+    }
+    format!("{} + {} + {} = {total}", counts[0], counts[1], counts[2])
+}
+
+/// `otel_spans_dropped_total` of gateway, auth and user.
+async fn dropped_by_process(stack: &Stack) -> Vec<u64> {
+    let mut counts = Vec::new();
     for url in [
         format!("{}/metrics", stack.gateway_url),
         stack.auth_metrics.clone(),
         stack.user_metrics.clone(),
     ] {
         let text = stack.metrics(&url).await;
-        total += text
-            .lines()
-            .filter(|line| line.starts_with("otel_spans_dropped_total{"))
-            .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
-            .sum::<f64>() as u64;
+        counts.push(
+            text.lines()
+                .filter(|line| line.starts_with("otel_spans_dropped_total{"))
+                .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
+                .sum::<f64>() as u64,
+        );
     }
-    total
+    counts
 }
 
 fn mib(kib: u64) -> String {
@@ -448,6 +462,7 @@ async fn overhead_section(
             rss: vec![rss_idle],
             me_cpu: [Duration::ZERO; 3],
             me_requests: 0,
+            me_dropped: 0,
         });
     }
     let targets = |s: &Scenario| {
@@ -472,9 +487,12 @@ async fn overhead_section(
         for i in 0..count {
             let scenario = &mut scenarios[(i + n) % count];
             let (me, root) = targets(scenario);
+            let lost_before: u64 = dropped_by_process(&scenario.stack).await.iter().sum();
             let before = cpu(&scenario.stack);
             let sample = drive(&me, load).await;
             let after = cpu(&scenario.stack);
+            let lost_after: u64 = dropped_by_process(&scenario.stack).await.iter().sum();
+            scenario.me_dropped += lost_after.saturating_sub(lost_before);
             for (total, (a, b)) in scenario.me_cpu.iter_mut().zip(after.iter().zip(before)) {
                 *total += a.saturating_sub(b);
             }
@@ -512,7 +530,7 @@ async fn overhead_section(
     .unwrap();
     writeln!(
         report,
-        "| stack | `/users/me` req/s | vs off | p50 ms | p99 ms | CPU µs per request: gateway + auth + user | `GET /` req/s | vs off | failed | spans dropped |"
+        "| stack | `/users/me` req/s | vs off | p50 ms | p99 ms | CPU µs per request: gateway + auth + user | `GET /` req/s | vs off | failed | spans dropped: gateway + auth + user |"
     )
     .unwrap();
     writeln!(report, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
@@ -532,7 +550,7 @@ async fn overhead_section(
         let lost = if scenario.name == "off" || scenario.name == "ids only" {
             "n/a".to_owned()
         } else {
-            dropped(&scenario.stack).await.to_string()
+            dropped(&scenario.stack).await
         };
         let cpu = scenario
             .me_cpu
@@ -567,6 +585,18 @@ async fn overhead_section(
             .collect();
         writeln!(memory, "| {} | {} |", scenario.name, cells.join(" | ")).unwrap();
     }
+    let during_me: Vec<String> = scenarios
+        .iter()
+        .skip_while(|s| s.name != "sink")
+        .map(|s| format!("{} {}", s.name, s.me_dropped))
+        .collect();
+    writeln!(
+        report,
+        "
+Of the spans dropped, while `/users/me` was driven (the rest while `GET /` was): {}.",
+        during_me.join(", ")
+    )
+    .unwrap();
     report.push_str(&memory);
     let (exports, bytes) = sink.received();
     writeln!(
