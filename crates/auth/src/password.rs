@@ -33,7 +33,8 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The threads that run bcrypt, as many as hashes may run at once.
 #[derive(Debug)]
 struct Pool {
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+    /// `Sender` is `Sync`: every caller sends on it directly.
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl Pool {
@@ -64,9 +65,7 @@ impl Pool {
                 break;
             }
         }
-        Self {
-            jobs: std::sync::Mutex::new(jobs),
-        }
+        Self { jobs }
     }
 
     /// Runs `work` on a hashing thread; `None` when the pool is gone.
@@ -79,11 +78,7 @@ impl Pool {
         let job: Job = Box::new(move || {
             let _ = done.send(span.in_scope(work));
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .send(job)
-            .ok()?;
+        self.jobs.send(job).ok()?;
         result.await.ok()
     }
 }
