@@ -170,9 +170,9 @@ impl TraceService for Receiver {
                 for span in scope_spans.spans {
                     received.push(CollectedSpan {
                         service: service.clone(),
-                        trace_id: hex(&span.trace_id),
-                        span_id: hex(&span.span_id),
-                        parent_span_id: hex(&span.parent_span_id),
+                        trace_id: hex::encode(&span.trace_id),
+                        span_id: hex::encode(&span.span_id),
+                        parent_span_id: hex::encode(&span.parent_span_id),
                         name: span.name,
                         kind: span.kind,
                         attributes: attributes(&span.attributes),
@@ -188,10 +188,6 @@ impl TraceService for Receiver {
             partial_success: None,
         }))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn attributes(pairs: &[KeyValue]) -> HashMap<String, String> {
