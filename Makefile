@@ -43,10 +43,12 @@ clean: ## Remove build output and local data
 	rm -rf data
 
 up: deploy/.env ## Docker Compose: services, PostgreSQL, Tempo, Loki, Alloy, Prometheus, Grafana; returns when healthy
+	@# Docker Engine 26+, Compose 2.26+, not Podman, and free ports: one line naming what is missing.
+	./scripts/preflight.sh compose
 	$(COMPOSE) up --detach --build --wait --wait-timeout 600
 	@echo
 	@echo "  gateway     http://localhost:8080        curl -si localhost:8080/ | grep x-trace-id"
-	@echo "  grafana     http://localhost:3000        (anonymous viewer; admin password in deploy/.env)"
+	@echo "  grafana     http://localhost:3000        (anonymous editor: Explore works; admin password in deploy/.env)"
 	@echo "  prometheus  http://localhost:9090   tempo http://localhost:3200   loki http://localhost:3100"
 	@echo
 	@echo "  make load   traffic for the dashboards    make logs / ps / down / clean-stack"

@@ -10,14 +10,13 @@ CLUSTER=${KIND_CLUSTER:-observable-rust}
 IMAGE=observable-rust:dev # the tag k8s/base's `images:` entry names
 NAMESPACE=observable-rust
 CONTEXT=kind-$CLUSTER
+# Every kubectl call names the context and the namespace, so nothing lands in whatever the
+# user's kubeconfig has as current (the overlay sets the namespace too).
+KUBECTL=(kubectl --context "$CONTEXT" --namespace "$NAMESPACE")
 SECRETS=k8s/overlays/kind/secrets
 
-for tool in docker kind kubectl; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "kind-up needs $tool on PATH (see README: Run on Kubernetes)" >&2
-    exit 1
-  fi
-done
+# Tools, their versions and the host ports, each failure one line naming the minimum.
+./scripts/preflight.sh kind
 
 if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   kind create cluster --name "$CLUSTER" --config k8s/kind-config.yaml --wait 120s
@@ -36,20 +35,20 @@ done
 mkdir -p "$SECRETS/certs"
 docker run --rm --user "$(id -u):$(id -g)" --volume "$PWD/$SECRETS/certs:/certs" "$IMAGE" certgen /certs
 
-kubectl --context "$CONTEXT" apply --kustomize k8s/overlays/kind
+"${KUBECTL[@]}" apply --kustomize k8s/overlays/kind
 # The tag stays `dev`, so a rebuilt image changes no manifest: restart the services onto it.
 if [ -n "$before" ] && [ "$before" != "$after" ]; then
-  kubectl --context "$CONTEXT" --namespace "$NAMESPACE" rollout restart deployment/gateway deployment/auth deployment/user
+  "${KUBECTL[@]}" rollout restart deployment/gateway deployment/auth deployment/user
 fi
 for workload in statefulset/postgres deployment/tempo deployment/loki deployment/prometheus \
   daemonset/alloy deployment/grafana deployment/user deployment/auth deployment/gateway; do
-  kubectl --context "$CONTEXT" --namespace "$NAMESPACE" rollout status "$workload" --timeout 300s
+  "${KUBECTL[@]}" rollout status "$workload" --timeout 300s
 done
 
 cat <<BANNER
 
   gateway   http://localhost:8080     curl -si localhost:8080/ | grep x-trace-id
-  grafana   http://localhost:3000     (anonymous viewer; admin password: $SECRETS/grafana.env)
+  grafana   http://localhost:3000     (anonymous editor: Explore works; admin password: $SECRETS/grafana.env)
 
   Try:
     curl -si -X POST localhost:8080/api/v1/signup -H 'content-type: application/json' \\

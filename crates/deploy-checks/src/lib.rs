@@ -7,6 +7,7 @@
 //! | [`Compose`] | `deploy/compose.yaml` with `${VAR}` interpolated from `deploy/.env.example` |
 //! | [`Compose::listening`] | the ports each compose service listens on, from its *own* config |
 //! | [`Compose::resolve`] | whether a URL names a compose service and a port it listens on |
+//! | [`images`] | what each pinned upstream image holds, and the programs compose runs in it |
 //!
 //! What each service listens on is read from the file that decides it (the services' `*_ADDR`
 //! variables, `tempo.yaml`, `loki.yaml`, Alloy's and Prometheus' flags); only the images' own
@@ -16,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::Value;
+
+pub mod images;
 
 /// The compose file, relative to the repository root.
 pub const COMPOSE_FILE: &str = "deploy/compose.yaml";

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use deploy_checks::{COMPOSE_FILE, Compose, ENV_EXAMPLE, env_file, read, repo_path, yaml};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The services built from this repository's Dockerfile.
 const APP_SERVICES: [&str; 3] = ["gateway", "auth", "user"];
@@ -384,4 +384,57 @@ fn app_services_share_one_image_and_run_locked_down() {
         Value::from(vec!["load"])
     );
     assert_eq!(yaml(COMPOSE_FILE)["name"], "observable-rust");
+}
+
+#[test]
+fn every_program_compose_runs_in_an_upstream_image_is_in_that_image() {
+    let compose = Compose::load();
+    let problems = deploy_checks::images::unavailable_programs(compose.services());
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // The mutations: each is a mistake a schema accepts and a real `make up` does not.
+    let mutants = [
+        // The init container the first `make up` died on: Tempo's image has no chown.
+        (
+            "tempo-init",
+            json!({"image": "grafana/tempo:3.0.0", "user": "root",
+                   "entrypoint": ["chown", "10001:10001", "/var/tempo"]}),
+            "`chown`",
+        ),
+        // A shell healthcheck in a distroless image.
+        (
+            "loki",
+            json!({"image": "grafana/loki:3.7.6",
+                   "healthcheck": {"test": ["CMD-SHELL", "wget -qO- localhost:3100/ready"]}}),
+            "`/bin/sh`",
+        ),
+        // A program by absolute path that busybox does not put there.
+        (
+            "prometheus",
+            json!({"image": "prom/prometheus:v3.7.3",
+                   "healthcheck": {"test": ["CMD", "/usr/bin/curl", "-f", "localhost:9090/-/ready"]}}),
+            "`/usr/bin/curl`",
+        ),
+        // A tag nobody read.
+        ("tempo", json!({"image": "grafana/tempo:2.9.0"}), "no row"),
+    ];
+    for (name, service, expected) in mutants {
+        let mut services = compose.services().clone();
+        services.insert(name.to_owned(), service);
+        let problems = deploy_checks::images::unavailable_programs(&services);
+        assert!(
+            !problems.is_empty()
+                && problems.iter().all(|p| p.starts_with(&format!("{name}: ")))
+                && problems.iter().any(|p| p.contains(expected)),
+            "{name}: {problems:#?}"
+        );
+    }
+    // What does belong stays accepted: busybox's wget in Prometheus' image.
+    let mut services = compose.services().clone();
+    services.insert(
+        "prometheus".to_owned(),
+        json!({"image": "prom/prometheus:v3.7.3",
+               "healthcheck": {"test": ["CMD", "wget", "-qO-", "localhost:9090/-/ready"]}}),
+    );
+    assert!(deploy_checks::images::unavailable_programs(&services).is_empty());
 }

@@ -147,6 +147,14 @@ fn tempo_receives_otlp_on_every_interface_and_feeds_prometheus_with_exemplars() 
     ] {
         assert!(path.as_str().unwrap().starts_with("/var/tempo/"), "{path}");
     }
+    // Searches see the newest traces: Tempo 3.0's 30 s default cutoff is for Kafka-fed
+    // live-stores, not this single binary.
+    assert_eq!(tempo["query_frontend"]["query_end_cutoff"], "0s");
+    // The service map names database nodes by their system, not by a SQLite file's path.
+    assert_eq!(
+        tempo["metrics_generator"]["processor"]["service_graphs"]["database_name_attributes"],
+        serde_json::json!(["db.system.name"])
+    );
     // Tempo 3 rejects the 2.x blocks (-config.verify).
     for removed in [
         "ingester",
@@ -163,6 +171,10 @@ fn loki_keeps_structured_metadata_on_its_volume() {
     let compose = Compose::load();
     let loki = yaml("deploy/loki/loki.yaml");
     assert_eq!(loki["limits_config"]["allow_structured_metadata"], true);
+    assert_eq!(
+        loki["pattern_ingester"]["enabled"], true,
+        "Grafana's logs app shows no patterns without it"
+    );
     assert_eq!(
         loki["auth_enabled"], false,
         "Alloy and Grafana send no tenant header"

@@ -243,7 +243,17 @@ fn tempo_exposition(n: u64) -> String {
             "STATUS_CODE_UNSET",
         ),
     ];
-    let edges = [("gateway", "auth"), ("gateway", "user"), ("auth", "user")];
+    // (client, server, connection_type) as Tempo's service-graph processor writes them: the
+    // three calls between our services, the invented caller of every root server span (always
+    // named `user`, the name our user service has too), and the database named by
+    // tempo.yaml's database_name_attributes (`db.system.name`).
+    let edges = [
+        ("gateway", "auth", ""),
+        ("gateway", "user", ""),
+        ("auth", "user", ""),
+        ("user", "gateway", "virtual_node"),
+        ("user", "postgresql", "database"),
+    ];
     let buckets = [
         "0.002", "0.004", "0.008", "0.016", "0.032", "0.064", "0.128", "+Inf",
     ];
@@ -252,7 +262,11 @@ fn tempo_exposition(n: u64) -> String {
             let count = n * (i as u64 + 1);
             out.push_str(&format!("{name}_bucket{{{labels},le=\"{le}\"}} {count}"));
             if i == 3 {
-                out.push_str(&format!(" # {{traceID=\"{:032x}\"}} 0.012", n));
+                // Tempo writes exemplar trace ids without their leading zeros.
+                out.push_str(&format!(
+                    " # {{traceID=\"{}\"}} 0.012",
+                    stripped_trace_id(n)
+                ));
             }
             out.push('\n');
         }
@@ -286,8 +300,10 @@ fn tempo_exposition(n: u64) -> String {
             n,
         );
     }
-    let edge_labels = |(client, server): &(&str, &str)| {
-        format!(r#"source="tempo",client="{client}",server="{server}",connection_type="""#)
+    let edge_labels = |(client, server, connection): &(&str, &str, &str)| {
+        format!(
+            r#"source="tempo",client="{client}",server="{server}",connection_type="{connection}""#
+        )
     };
     let all_edges: Vec<String> = edges.iter().map(edge_labels).collect();
     counters(&mut out, "traces_service_graph_request", &all_edges, n * 10);
@@ -312,6 +328,13 @@ fn tempo_exposition(n: u64) -> String {
     }
     out.push_str("# EOF\n");
     out
+}
+
+/// The `n`th exemplar's trace id as Tempo writes it: a 32-digit id that starts with `00`, less
+/// its leading zeros.
+fn stripped_trace_id(n: u64) -> String {
+    let id = format!("00{:014x}{:016x}", n, n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    id.trim_start_matches('0').to_owned()
 }
 
 /// Requests of every kind the dashboards plot, errors included.
@@ -378,7 +401,13 @@ async fn every_dashboard_query_runs_on_a_real_prometheus_and_returns_data() {
         3,
         "the deploy config scrapes gateway, auth and user"
     );
-    jobs.push(json!({"job_name": "tempo-generator", "honor_labels": true, "static_configs": [{"targets": [tempo]}]}));
+    // Tempo remote-writes through the relabelling tempo.yaml gives it; scraped here, the same
+    // rules run as metric_relabel_configs (one relabel engine, Prometheus' own).
+    let relabel = deploy_checks::yaml("deploy/tempo/tempo.yaml")["metrics_generator"]["storage"]
+        ["remote_write"][0]["write_relabel_configs"]
+        .clone();
+    jobs.push(json!({"job_name": "tempo-generator", "honor_labels": true,
+        "metric_relabel_configs": relabel, "static_configs": [{"targets": [tempo]}]}));
     config["scrape_configs"] = Value::Array(jobs);
     let prometheus = Prometheus::start(&binary, &serde_json::to_string(&config).unwrap());
 
@@ -457,10 +486,38 @@ async fn every_dashboard_query_runs_on_a_real_prometheus_and_returns_data() {
         .json()
         .await
         .unwrap();
-    let first = &exemplars["data"][0]["exemplars"][0]["labels"];
-    assert_eq!(
-        first["traceID"].as_str().map(str::len),
-        Some(32),
-        "{exemplars}"
+    let first = exemplars["data"][0]["exemplars"][0]["labels"]["traceID"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{exemplars}"));
+    assert!(
+        first.len() < 32 && !first.starts_with('0'),
+        "Tempo's ids, zeros stripped: {first}"
     );
+
+    // The service map: exactly client -> gateway -> auth -> user -> postgresql, and gateway ->
+    // user; the outside world is not merged with the user service.
+    let graph = prometheus
+        .query(
+            &http,
+            "sum by (client, server) (traces_service_graph_request_total)",
+        )
+        .await;
+    let edges: std::collections::BTreeSet<(String, String)> = graph["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let label = |name: &str| r["metric"][name].as_str().unwrap().to_owned();
+            (label("client"), label("server"))
+        })
+        .collect();
+    let expected = [
+        ("client", "gateway"),
+        ("gateway", "auth"),
+        ("gateway", "user"),
+        ("auth", "user"),
+        ("user", "postgresql"),
+    ]
+    .map(|(c, s)| (c.to_owned(), s.to_owned()));
+    assert_eq!(edges, std::collections::BTreeSet::from(expected));
 }

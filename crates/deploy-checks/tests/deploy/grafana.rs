@@ -101,8 +101,9 @@ fn datasources_have_fixed_uids_urls_in_compose_and_links_that_resolve() {
     );
     let logs_query = tempo["tracesToLogsV2"]["query"].as_str().unwrap();
     assert!(
-        logs_query.contains(r#"| trace_id="$${__trace.traceId}""#),
-        "trace_id is structured metadata, never a label: {logs_query}"
+        logs_query.contains(r#"| trace_id=~"0*$${__trace.traceId}""#),
+        "trace_id is structured metadata, never a label, and Tempo's ids may have lost their \
+         leading zeros: {logs_query}"
     );
 
     // Tempo's generator writes exemplars with the trace id under `traceID`.
@@ -210,4 +211,79 @@ fn dashboards_load_from_the_mounted_folder_with_stable_uids_and_known_datasource
             .iter()
             .any(|p| p["type"] == "logs")
     );
+}
+
+/// Whether Grafana's settings let a visitor who has not signed in use Explore: anonymous access
+/// off (the README then starts with signing in), or on with a role that holds
+/// `datasources:explore`. Grafana 12 removed `viewers_can_edit`, and its access control grants
+/// `datasources:explore` (the fixed role `fixed:datasources:explorer`) to Editor and above only
+/// (pkg/api/accesscontrol.go), so an anonymous Viewer can open dashboards but not Explore, where
+/// every step of the walk-through happens.
+fn anonymous_can_explore(
+    settings: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let enabled = settings
+        .get("GF_AUTH_ANONYMOUS_ENABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if !enabled {
+        return Ok(());
+    }
+    match settings
+        .get("GF_AUTH_ANONYMOUS_ORG_ROLE")
+        .map(String::as_str)
+    {
+        Some("Editor" | "Admin") => Ok(()),
+        other => Err(format!(
+            "anonymous users get role {other:?} (Grafana's default is Viewer), which has no Explore"
+        )),
+    }
+}
+
+#[test]
+fn an_anonymous_visitor_can_follow_the_walk_through_in_explore() {
+    let settings = deploy_checks::env_file(&read("deploy/grafana/grafana.env"));
+    anonymous_can_explore(&settings).unwrap();
+    // The README says what the visitor is.
+    assert!(read("README.md").contains("anonymous editor"));
+
+    // The mutations: the role the first walk-through failed on, and no role at all.
+    let mut viewer = settings.clone();
+    viewer.insert("GF_AUTH_ANONYMOUS_ORG_ROLE".into(), "Viewer".into());
+    assert!(
+        anonymous_can_explore(&viewer)
+            .unwrap_err()
+            .contains("Viewer")
+    );
+    let mut unset = settings.clone();
+    unset.remove("GF_AUTH_ANONYMOUS_ORG_ROLE");
+    assert!(anonymous_can_explore(&unset).is_err());
+    // Signing in first is the other honest choice.
+    let mut off = viewer;
+    off.insert("GF_AUTH_ANONYMOUS_ENABLED".into(), "false".into());
+    assert!(anonymous_can_explore(&off).is_ok());
+}
+
+#[test]
+fn every_recent_traces_panel_asks_tempo_for_the_most_recent() {
+    // Without the hint Tempo 3.0 returns whatever traces it finds first (a "recent" panel once
+    // showed a 611 s old trace as its newest).
+    let mut found = 0;
+    for (name, dashboard) in dashboards() {
+        let mut targets = Vec::new();
+        all_values(&dashboard, "targets", &mut targets);
+        for target in targets
+            .iter()
+            .flat_map(|t| t.as_array().into_iter().flatten())
+        {
+            if target["queryType"] == "traceql" {
+                let query = target["query"].as_str().unwrap();
+                assert!(
+                    query.ends_with("with (most_recent=true)"),
+                    "{name}: {query}"
+                );
+                found += 1;
+            }
+        }
+    }
+    assert!(found >= 2, "the two Recent ... panels");
 }

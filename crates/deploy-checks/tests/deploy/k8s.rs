@@ -12,6 +12,7 @@ use deploy_checks::{env_file, read, repo_path};
 use serde_json::{Value, json};
 
 const OVERLAY: &str = "k8s/overlays/kind";
+const NAMESPACE: &str = "observable-rust";
 const SECRETS: [&str; 3] = ["postgres", "jwt", "grafana"];
 /// The services built from this repository's Dockerfile.
 const APP: [&str; 3] = ["gateway", "auth", "user"];
@@ -37,14 +38,37 @@ fn render() -> Option<&'static Vec<Value>> {
             }
             // And the certificates it makes with certgen, once.
             certgen::write_missing(&repo_path(&format!("{OVERLAY}/secrets/certs"))).unwrap();
-            let text = deploy_checks::succeeds(
-                Command::new(kubectl)
-                    .arg("kustomize")
-                    .arg(repo_path(OVERLAY)),
-            );
-            Some(parse_documents(&text))
+            Some(kustomize(&kubectl, &repo_path(OVERLAY)))
         })
         .as_ref()
+}
+
+/// `kubectl kustomize dir`, parsed.
+fn kustomize(kubectl: &std::path::Path, dir: &std::path::Path) -> Vec<Value> {
+    parse_documents(&deploy_checks::succeeds(
+        Command::new(kubectl).arg("kustomize").arg(dir),
+    ))
+}
+
+/// The kinds the render may hold that live outside any namespace.
+const CLUSTER_SCOPED: [&str; 4] = [
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+];
+
+/// Every namespaced object (`Kind/name`) that does not name the project's namespace.
+fn outside_the_namespace(render: &[Value]) -> Vec<String> {
+    render
+        .iter()
+        .filter(|o| !CLUSTER_SCOPED.contains(&o["kind"].as_str().unwrap()))
+        .filter(|o| o["metadata"]["namespace"] != NAMESPACE)
+        .map(|o| {
+            let name = o["metadata"]["name"].as_str().unwrap_or("?");
+            format!("{}/{name}", o["kind"].as_str().unwrap())
+        })
+        .collect()
 }
 
 fn parse_documents(text: &str) -> Vec<Value> {
@@ -192,6 +216,19 @@ fn the_kind_config_maps_the_node_ports_of_gateway_and_grafana_to_the_host() {
     }
     // The version the schemas are checked against is one kubernetes-validate knows.
     assert!(kind_kubernetes_version().starts_with("1."));
+    // Pinned by digest: kind documents that a node image must match the kind release that
+    // built it, and a tag alone can move. The preflight's minimum kind is that release.
+    let image = config["nodes"][0]["image"].as_str().unwrap();
+    let digest = image.split_once("@sha256:").map(|(_, d)| d).unwrap_or("");
+    assert!(
+        digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+        "{image} is not pinned by digest"
+    );
+    assert!(
+        read("scripts/preflight.sh").contains("MIN_KIND=0.30.0"),
+        "kindest/node:v1.34.0 is kind 0.30's image"
+    );
+    assert!(!read("k8s/kind-config.yaml").contains("KIND_K8S_VERSION"));
 }
 
 #[test]
@@ -983,4 +1020,65 @@ async fn prometheus_relabels_kubernetes_pods_into_the_dashboards_job_names() {
     );
     let all = prometheus.query(&http, "count(up)").await;
     assert_eq!(all["data"]["result"][0]["value"][1], "3", "{all}");
+}
+
+#[test]
+fn every_namespaced_object_the_overlay_renders_is_in_the_projects_namespace() {
+    let Some(render) = render() else { return };
+    assert_eq!(outside_the_namespace(render), Vec::<String>::new());
+    assert!(
+        named(render, "Secret", "certs-user")["metadata"]["namespace"] == NAMESPACE,
+        "the Secrets the overlay generates are the ones that went astray once"
+    );
+
+    // The mutation: the overlay without its own `namespace:`, as the first `make kind-up` had
+    // it. A copy of k8s/ and deploy/ (the base reads ../../deploy) with that one line removed.
+    let kubectl = testkit::tool::require("kubectl", "").unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    for tree in ["k8s", "deploy"] {
+        deploy_checks::succeeds(
+            Command::new("cp")
+                .arg("-r")
+                .arg(repo_path(tree))
+                .arg(copy.path()),
+        );
+    }
+    let kustomization = copy.path().join(OVERLAY).join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    let line = format!("namespace: {NAMESPACE}\n");
+    assert!(text.contains(&line));
+    std::fs::write(&kustomization, text.replace(&line, "")).unwrap();
+    let strayed: BTreeSet<String> =
+        outside_the_namespace(&kustomize(&kubectl, &copy.path().join(OVERLAY)))
+            .into_iter()
+            .collect();
+    assert_eq!(
+        strayed,
+        BTreeSet::from(
+            [
+                "Secret/postgres-credentials",
+                "Secret/jwt-secret",
+                "Secret/grafana-admin",
+                "Secret/certs-gateway",
+                "Secret/certs-auth",
+                "Secret/certs-user",
+            ]
+            .map(str::to_owned)
+        ),
+        "without the overlay's namespace line, its generated Secrets leave the namespace"
+    );
+}
+
+#[test]
+fn every_pod_carries_the_part_of_label_the_log_pipeline_reads() {
+    let Some(render) = render() else { return };
+    let alloy = read("k8s/base/observability/config.alloy");
+    assert!(alloy.contains("__meta_kubernetes_pod_label_app_kubernetes_io_part_of"));
+    for (kind, name, _, labels, _) in workloads(render) {
+        assert_eq!(
+            labels["app.kubernetes.io/part-of"], NAMESPACE,
+            "{kind}/{name}: its pod template lacks the label (kustomize `labels:` needs \
+             includeTemplates: true)"
+        );
+    }
 }

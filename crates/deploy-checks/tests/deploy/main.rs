@@ -12,3 +12,4 @@ mod dockerfile;
 mod grafana;
 mod k8s;
 mod kind_up;
+mod preflight;
