@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for the whole system: gateway, auth, user and loadgen in /usr/local/bin; compose and
+# One image for the whole system: gateway, auth, user, loadgen and verify in /usr/local/bin; compose and
 # Kubernetes pick the binary with `command`. Build: `docker build -t observable-rust:dev .`
 #
 # Stages: chef (the toolchain + cargo-chef) -> planner (a recipe of the dependency graph) ->
@@ -23,16 +23,17 @@ COPY --from=planner /src/recipe.json recipe.json
 # The image's gcc is all the build needs: protoc ships inside a build dependency, and libpq and
 # SQLite are compiled from source (the binaries link only glibc and libgcc).
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
-    --bin gateway --bin auth --bin user --bin loadgen --bin certgen
+    --bin gateway --bin auth --bin user --bin loadgen --bin certgen --bin verify
 COPY . .
-RUN cargo build --release --locked --bin gateway --bin auth --bin user --bin loadgen --bin certgen \
+RUN cargo build --release --locked --bin gateway --bin auth --bin user --bin loadgen --bin certgen --bin verify \
     && mkdir -p /out/certs
 
 # cc: glibc, libgcc and CA certificates (for TLS to a managed PostgreSQL or collector), nothing
 # else; the `nonroot` variant runs as uid 65532.
 FROM gcr.io/distroless/cc-debian13:nonroot AS runtime
 COPY --from=builder /src/target/release/gateway /src/target/release/auth \
-     /src/target/release/user /src/target/release/loadgen /src/target/release/certgen /usr/local/bin/
+     /src/target/release/user /src/target/release/loadgen /src/target/release/certgen \
+     /src/target/release/verify /usr/local/bin/
 # Where the certificates for mutual TLS are mounted; owned by the services' user so that a new
 # compose volume mounted here is theirs too (Docker copies the mount point's ownership).
 COPY --from=builder --chown=65532:65532 /out/certs /certs

@@ -10,7 +10,7 @@ LOAD_SECONDS ?= 60
 KIND_CLUSTER ?= observable-rust
 KUBECTL ?= kubectl --context kind-$(KIND_CLUSTER) --namespace observable-rust
 
-.PHONY: help build run test bench lint fmt clean up down clean-stack logs ps load kind-up kind-down kind-load
+.PHONY: help build run test bench lint fmt clean up verify down clean-stack logs ps load kind-up kind-down kind-load kind-verify
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,7 +51,11 @@ up: deploy/.env ## Docker Compose: services, PostgreSQL, Tempo, Loki, Alloy, Pro
 	@echo "  grafana     http://localhost:3000        (anonymous editor: Explore works; admin password in deploy/.env)"
 	@echo "  prometheus  http://localhost:9090   tempo http://localhost:3200   loki http://localhost:3100"
 	@echo
-	@echo "  make load   traffic for the dashboards    make logs / ps / down / clean-stack"
+	@echo "  make verify the walk-through, automated    make load   traffic for the dashboards"
+	@echo "  make logs / ps / down / clean-stack"
+
+verify: ## After `make up`: one request followed through Tempo, Loki, Prometheus and Grafana; names the first broken link
+	$(COMPOSE) run --rm --build verify
 
 down: ## Stop the compose stack, keeping its data volumes
 	$(COMPOSE) --profile load down
@@ -85,3 +89,16 @@ kind-load: ## Run the load generator as a Job in the kind cluster and print its 
 	# The Job runs for 60 s; its summary is printed whether it passed or not.
 	$(KUBECTL) wait --for=condition=complete --timeout=180s job/loadgen; status=$$?; \
 	  $(KUBECTL) logs job/loadgen; exit $$status
+
+kind-verify: ## After `make kind-up`: the walk-through, automated, as a Job in the cluster; names the first broken link
+	$(KUBECTL) delete job verify --ignore-not-found
+	$(KUBECTL) apply -f k8s/overlays/kind/verify-job.yaml
+	@# Until it succeeds or fails: a failed Job never becomes complete, so `kubectl wait` for
+	@# completion alone would sit out its whole timeout. Its report is printed either way.
+	@for _ in $$(seq 1 600); do \
+	  case "$$($(KUBECTL) get job verify -o jsonpath='{.status.succeeded}/{.status.failed}')" in \
+	    1/*|*/1) break ;; \
+	  esac; sleep 1; \
+	done
+	$(KUBECTL) logs job/verify
+	@test "$$($(KUBECTL) get job verify -o jsonpath='{.status.succeeded}')" = 1

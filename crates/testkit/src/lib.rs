@@ -5,6 +5,7 @@
 //! | [`otlp`] | a real OTLP/gRPC trace collector on `127.0.0.1:0` that keeps what it receives |
 //! | [`postgres`] | a throw-away PostgreSQL database per test (skipped with one line off CI) |
 //! | [`process`] | a real binary as a child process with captured stdout, killed on drop |
+//! | [`prometheus`] | a real Prometheus server with compose's flags, killed on drop |
 //! | [`proxy`] | a TCP forwarder a test can cut and restore (a dependency that goes away and returns) |
 //! | [`stack`] | user, auth and gateway as child processes wired together |
 //! | [`tls`] | mutual-TLS clients, for tests of the services' caller policy |
@@ -13,6 +14,7 @@
 pub mod otlp;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod sink;
 pub mod stack;

@@ -144,6 +144,11 @@ impl Service {
         Some(std::time::Duration::from_millis(total * 10))
     }
 
+    /// The file stdout goes to, when it goes to one ([`Service::spawn_logging_to`]).
+    pub fn log_file(&self) -> Option<&std::path::Path> {
+        self.log_file.as_deref()
+    }
+
     /// Every stdout line so far.
     pub fn stdout(&self) -> Vec<String> {
         match &self.log_file {

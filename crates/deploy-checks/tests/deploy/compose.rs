@@ -102,6 +102,11 @@ fn every_address_a_service_is_given_is_a_service_listening_there() {
         ("auth", "USER_URL", "user"),
         ("user", "DATABASE_URL", "postgres"),
         ("loadgen", "LOAD_TARGET", "gateway"),
+        ("verify", "VERIFY_GATEWAY_URL", "gateway"),
+        ("verify", "VERIFY_TEMPO_URL", "tempo"),
+        ("verify", "VERIFY_LOKI_URL", "loki"),
+        ("verify", "VERIFY_PROMETHEUS_URL", "prometheus"),
+        ("verify", "VERIFY_GRAFANA_URL", "grafana"),
     ];
     for (service, variable, peer) in expected {
         let value = &compose.env(service)[variable];
@@ -201,7 +206,7 @@ fn the_services_start_in_order_and_report_health_with_their_own_binaries() {
     assert_eq!(compose.command("certs"), ["certgen", "/certs"]);
 
     let image_binaries = crate::dockerfile::image_binaries();
-    for name in APP_SERVICES.iter().chain(&["loadgen"]) {
+    for name in APP_SERVICES.iter().chain(&["loadgen", "verify"]) {
         let command = compose.command(name);
         assert_eq!(command, [*name], "{name} runs its own binary");
         assert!(
@@ -372,7 +377,7 @@ fn make_up_generates_fresh_secrets_once_and_never_overwrites_them() {
 fn app_services_share_one_image_and_run_locked_down() {
     let compose = Compose::load();
     let image = |name: &str| compose.service(name)["image"].clone();
-    for name in APP_SERVICES.iter().chain(&["loadgen"]) {
+    for name in APP_SERVICES.iter().chain(&["loadgen", "verify"]) {
         let service = compose.service(name);
         assert_eq!(image(name), image("gateway"), "{name}");
         assert_eq!(service["build"]["dockerfile"], "Dockerfile", "{name}");

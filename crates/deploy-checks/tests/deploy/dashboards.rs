@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::prometheus::Prometheus;
 use testkit::stack::{Stack, trace_id};
 
 /// Grafana's macros and template variables, as the checks substitute them: variables only ever
@@ -91,78 +92,6 @@ fn promql_queries() -> Vec<(String, String)> {
         ));
     }
     queries
-}
-
-/// A Prometheus server process on a free loopback port; killed on drop.
-pub struct Prometheus {
-    child: std::process::Child,
-    /// `http://127.0.0.1:<port>`.
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    /// Starts `binary` with `config` (and the flags compose uses) on a free port.
-    pub fn start(binary: &std::path::Path, config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = std::process::Command::new(binary)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            // The flags compose starts it with.
-            .args([
-                "--web.enable-remote-write-receiver",
-                "--enable-feature=exemplar-storage",
-            ])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        }
-    }
-
-    pub async fn try_query(
-        &self,
-        http: &reqwest::Client,
-        promql: &str,
-    ) -> Result<Value, reqwest::Error> {
-        http.get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", promql)])
-            .send()
-            .await?
-            .json()
-            .await
-    }
-
-    pub async fn query(&self, http: &reqwest::Client, promql: &str) -> Value {
-        self.try_query(http, promql)
-            .await
-            .unwrap_or_else(|e| panic!("{promql}: {e}"))
-    }
 }
 
 /// Serves Tempo-generator-shaped series in the OpenMetrics format (the one that carries
@@ -372,35 +301,11 @@ async fn every_dashboard_query_runs_on_a_real_prometheus_and_returns_data() {
 
     // The deploy config's job names and settings, with the targets moved to where this test's
     // processes listen, and a 1 s interval so `rate(...[1m])` has samples within seconds.
-    let mut config = deploy_checks::yaml("deploy/prometheus/prometheus.yml");
-    config["global"]["scrape_interval"] = json!("1s");
-    let local = |job: &str| -> String {
-        let url = match job {
-            "gateway" => stack.gateway_url.clone(),
-            "auth" => stack.auth_metrics.clone(),
-            "user" => stack.user_metrics.clone(),
-            _ => unreachable!(),
-        };
-        let host = url.trim_start_matches("http://");
-        host.split('/').next().unwrap().to_owned()
-    };
-    let mut jobs: Vec<Value> = config["scrape_configs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|job| ["gateway", "auth", "user"].contains(&job["job_name"].as_str().unwrap()))
-        .cloned()
-        .map(|mut job| {
-            let name = job["job_name"].as_str().unwrap().to_owned();
-            job["static_configs"] = json!([{"targets": [local(&name)]}]);
-            job
-        })
-        .collect();
-    assert_eq!(
-        jobs.len(),
-        3,
-        "the deploy config scrapes gateway, auth and user"
+    let mut config = testkit::prometheus::scraping(
+        deploy_checks::yaml("deploy/prometheus/prometheus.yml"),
+        &stack,
     );
+    let mut jobs = config["scrape_configs"].as_array().unwrap().clone();
     // Tempo remote-writes through the relabelling tempo.yaml gives it; scraped here, the same
     // rules run as metric_relabel_configs (one relabel engine, Prometheus' own).
     let relabel = deploy_checks::yaml("deploy/tempo/tempo.yaml")["metrics_generator"]["storage"]

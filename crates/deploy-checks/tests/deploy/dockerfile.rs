@@ -30,7 +30,10 @@ fn hadolint_passes() {
 #[test]
 fn the_image_holds_every_workspace_binary_compose_runs_and_runs_as_non_root() {
     let binaries = image_binaries();
-    assert_eq!(binaries, ["gateway", "auth", "user", "loadgen", "certgen"]);
+    assert_eq!(
+        binaries,
+        ["gateway", "auth", "user", "loadgen", "certgen", "verify"]
+    );
     let text = read("Dockerfile").replace("\\\n", " ");
     for binary in &binaries {
         assert!(

@@ -143,8 +143,13 @@ fn kind_kubernetes_version() -> String {
         .to_owned()
 }
 
-fn the_loadgen_job() -> Value {
-    parse_documents(&read(&format!("{OVERLAY}/loadgen-job.yaml"))).remove(0)
+/// The Jobs make applies on demand (`make kind-load`, `make kind-verify`), outside the
+/// kustomization.
+fn the_jobs() -> Vec<Value> {
+    ["loadgen-job.yaml", "verify-job.yaml"]
+        .iter()
+        .map(|file| parse_documents(&read(&format!("{OVERLAY}/{file}"))).remove(0))
+        .collect()
 }
 
 #[test]
@@ -157,7 +162,8 @@ fn every_rendered_object_validates_against_the_kind_nodes_kubernetes_schemas() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for (i, object) in render.iter().chain([&the_loadgen_job()]).enumerate() {
+    let jobs = the_jobs();
+    for (i, object) in render.iter().chain(&jobs).enumerate() {
         let path = dir.path().join(format!("{i:02}.yaml"));
         std::fs::write(&path, serde_json::to_string(object).unwrap()).unwrap();
         files.push(path);
@@ -234,14 +240,14 @@ fn the_kind_config_maps_the_node_ports_of_gateway_and_grafana_to_the_host() {
 #[test]
 fn every_pod_is_probed_bounded_and_locked_down() {
     let Some(render) = render() else { return };
-    let job = the_loadgen_job();
+    let jobs = the_jobs();
     let all: Vec<_> = workloads(render)
         .into_iter()
-        .chain(workloads(std::slice::from_ref(&job)))
+        .chain(workloads(&jobs))
         .collect();
     assert_eq!(
         all.len(),
-        10,
+        11,
         "{:?}",
         all.iter().map(|w| &w.1).collect::<Vec<_>>()
     );
@@ -356,11 +362,8 @@ fn images_are_the_ones_make_kind_up_builds_or_the_compose_pins() {
         .filter(|s| s.get("build").is_none())
         .map(|s| s["image"].as_str().unwrap().to_owned())
         .collect();
-    let job = the_loadgen_job();
-    for (_, name, spec, ..) in workloads(render)
-        .into_iter()
-        .chain(workloads(std::slice::from_ref(&job)))
-    {
+    let jobs = the_jobs();
+    for (_, name, spec, ..) in workloads(render).into_iter().chain(workloads(&jobs)) {
         for container in spec["containers"].as_array().unwrap() {
             let image = container["image"].as_str().unwrap();
             if image == built {
@@ -608,11 +611,13 @@ fn every_address_a_service_is_given_resolves_to_a_service_and_port() {
 #[test]
 fn network_policies_deny_by_default_and_let_every_real_call_through() {
     let Some(render) = render() else { return };
+    let jobs = the_jobs();
     let labels_of = |name: &str| {
         workloads(render)
             .into_iter()
+            .chain(workloads(&jobs))
             .find(|w| w.1 == name)
-            .unwrap()
+            .unwrap_or_else(|| panic!("no workload {name}"))
             .3
     };
     let policies: Vec<&Value> = objects(render, "NetworkPolicy").collect();
@@ -670,6 +675,24 @@ fn network_policies_deny_by_default_and_let_every_real_call_through() {
     ] {
         needed.push((from.to_owned(), to.to_owned(), port));
     }
+    // And the calls of `make kind-verify`'s Job, from its settings.
+    let verify = &workloads(&jobs)
+        .into_iter()
+        .find(|w| w.1 == "verify")
+        .unwrap()
+        .2["containers"][0];
+    let mut verified = BTreeSet::new();
+    for (variable, value) in container_env(render, verify) {
+        if variable.ends_with("_URL") {
+            let (service, port) = resolve(render, &format!("verify {variable}"), &value);
+            verified.insert(service.clone());
+            needed.push(("verify".to_owned(), service, port));
+        }
+    }
+    assert_eq!(
+        verified,
+        BTreeSet::from(["gateway", "tempo", "loki", "prometheus", "grafana"].map(String::from))
+    );
     for (from, to, port) in &needed {
         assert!(
             allowed(from, to, *port),
@@ -989,7 +1012,7 @@ async fn prometheus_relabels_kubernetes_pods_into_the_dashboards_job_names() {
     );
 
     let prometheus =
-        crate::dashboards::Prometheus::start(&binary, &serde_json::to_string(&config).unwrap());
+        testkit::prometheus::Prometheus::start(&binary, &serde_json::to_string(&config).unwrap());
     let http = reqwest::Client::new();
     let up = testkit::eventually_async(
         "three targets scraped",
