@@ -287,3 +287,45 @@ fn every_recent_traces_panel_asks_tempo_for_the_most_recent() {
     }
     assert!(found >= 2, "the two Recent ... panels");
 }
+
+#[test]
+fn every_loki_query_on_a_trace_id_matches_it_with_or_without_leading_zeros() {
+    // Tempo writes trace ids without their leading zeros (search results, exemplars, its JSON);
+    // the services log all 32 digits. A substring line filter or `=~"0*<id>"` finds both; an
+    // exact label match finds one trace in sixteen not at all.
+    let matches_both = |query: &str| -> bool {
+        let exact = regex::Regex::new(r#"trace_id\s*=\s*""#).unwrap();
+        !exact.is_match(query)
+            && (query.contains(r#"|= "$trace_id""#) || query.contains(r#"trace_id=~"0*"#))
+    };
+    let mut queries: Vec<String> = Vec::new();
+    for (name, dashboard) in dashboards() {
+        let mut exprs = Vec::new();
+        all_values(&dashboard, "expr", &mut exprs);
+        queries.extend(
+            exprs
+                .into_iter()
+                .filter_map(Value::as_str)
+                .filter(|e| e.contains("trace_id"))
+                .map(|e| format!("{name}: {e}")),
+        );
+    }
+    let provisioning = yaml(DATASOURCES);
+    let mut links = Vec::new();
+    all_values(&provisioning, "query", &mut links);
+    queries.extend(
+        links
+            .into_iter()
+            .filter_map(Value::as_str)
+            .filter(|q| q.contains("trace_id"))
+            .map(|q| format!("datasources.yaml: {}", q.replace("$$", "$"))),
+    );
+    assert!(queries.len() >= 6, "{queries:#?}");
+    for query in &queries {
+        assert!(matches_both(query), "{query}");
+    }
+    // The mutation: the traces -> logs query as it was.
+    assert!(!matches_both(
+        r#"{service="auth"} | trace_id="${__trace.traceId}""#
+    ));
+}
