@@ -10,16 +10,19 @@ LOAD_SECONDS ?= 60
 KIND_CLUSTER ?= observable-rust
 KUBECTL ?= kubectl --context kind-$(KIND_CLUSTER) --namespace observable-rust
 
-.PHONY: help build run test bench lint fmt clean up verify down clean-stack logs ps load kind-up kind-down kind-load kind-verify
+.PHONY: help build run trace test bench lint fmt clean up verify down clean-stack logs ps load kind-up kind-down kind-load kind-verify kind-trace
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-build: ## Build the three service binaries and the load generator
+build: ## Build the service binaries, the trace viewer, trace, verify and the load generator
 	$(CARGO) build --workspace --bins
 
-run: build ## Run gateway, auth and user locally (SQLite, no Docker); Ctrl-C stops all three
+run: build ## Run gateway, auth, user and the trace viewer locally (SQLite, no Docker); Ctrl-C stops them all
 	./scripts/run-local.sh
+
+trace: ## A trace as a tree with its log lines: ID=<trace id> (none: the slowest and the latest failed); TRACE_SOURCE=tempo after make up
+	@$(CARGO) run --quiet --bin trace -- $(ID)
 
 test: ## Run every test: unit, integration (PostgreSQL + SQLite), end-to-end (real binaries)
 	# The end-to-end suite starts the real binaries, so they are built first.
@@ -102,3 +105,6 @@ kind-verify: ## After `make kind-up`: the walk-through, automated, as a Job in t
 	done
 	$(KUBECTL) logs job/verify
 	@test "$$($(KUBECTL) get job verify -o jsonpath='{.status.succeeded}')" = 1
+
+kind-trace: ## After `make kind-up`: `make trace` against the cluster's Tempo and Loki (ID=<trace id>)
+	@CARGO="$(CARGO)" KIND_CLUSTER=$(KIND_CLUSTER) ./scripts/kind-trace.sh $(ID)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs user, auth and gateway as local processes: embedded SQLite, no Docker, no collector needed.
-# Ctrl-C (or SIGTERM) stops all three; each drains in-flight requests and flushes its spans.
+# Runs user, auth and gateway as local processes: embedded SQLite, no Docker, no collector needed,
+# and the embedded trace viewer (crates/viewer) they export to, unless you point them at a
+# collector of your own with OTEL_EXPORTER_OTLP_ENDPOINT. Each service's JSON lines go to the
+# terminal and to $DATA_DIR/logs/<service>.log (which `make trace` reads).
+# Ctrl-C (or SIGTERM) stops them all; each drains in-flight requests and flushes its spans.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +24,8 @@ unset OTEL_SERVICE_NAME
 # user must not inherit it, even when it came from your shell).
 jwt_secret=${JWT_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
 unset JWT_SECRET
-# Telemetry is optional: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4317) to export
-# spans; without it, spans still get ids, so log lines and response headers correlate.
+VIEWER_PORT=${VIEWER_PORT:-16686}
+mkdir -p "$DATA_DIR/logs"
 
 pids=()
 stopping=
@@ -44,16 +47,33 @@ certs=$DATA_DIR/certs
 "$BIN/certgen" "$certs"
 tls() { echo "TLS_CA_FILE=$certs/$1/ca.pem TLS_CERT_FILE=$certs/$1/cert.pem TLS_KEY_FILE=$certs/$1/key.pem"; }
 
+# Spans: to your collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, else to the embedded viewer,
+# started first so that no span of the first request is lost.
+if [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]; then
+  VIEWER_ADDR=127.0.0.1:$VIEWER_PORT "$BIN/viewer" & pids+=($!)
+  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
+  traces="http://127.0.0.1:$VIEWER_PORT   (the embedded viewer; in a terminal: make trace ID=<x-trace-id>)"
+  for _ in $(seq 1 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/4317") 2>/dev/null && break
+    sleep 0.1
+  done
+else
+  traces="exported to $OTEL_EXPORTER_OTLP_ENDPOINT"
+fi
+
+# Each service's lines to the terminal and to its own file (appended across runs).
+log() { tee -a "$DATA_DIR/logs/$1.log"; }
+
 user_url=https://127.0.0.1:$USER_GRPC_PORT
 auth_url=https://127.0.0.1:$AUTH_GRPC_PORT
 env $(tls user) DATABASE_URL=sqlite://$DATA_DIR/users.db GRPC_ADDR=127.0.0.1:$USER_GRPC_PORT \
   METRICS_ADDR=127.0.0.1:$USER_METRICS_PORT HEALTH_ADDR=127.0.0.1:$USER_HEALTH_PORT \
-  "$BIN/user" & pids+=($!)
+  "$BIN/user" > >(log user) & pids+=($!)
 env $(tls auth) JWT_SECRET=$jwt_secret GRPC_ADDR=127.0.0.1:$AUTH_GRPC_PORT \
   METRICS_ADDR=127.0.0.1:$AUTH_METRICS_PORT HEALTH_ADDR=127.0.0.1:$AUTH_HEALTH_PORT \
-  USER_URL=$user_url "$BIN/auth" & pids+=($!)
+  USER_URL=$user_url "$BIN/auth" > >(log auth) & pids+=($!)
 env $(tls gateway) HTTP_ADDR=127.0.0.1:$HTTP_PORT AUTH_URL=$auth_url USER_URL=$user_url \
-  "$BIN/gateway" & pids+=($!)
+  "$BIN/gateway" > >(log gateway) & pids+=($!)
 
 base=http://127.0.0.1:$HTTP_PORT
 if command -v curl >/dev/null; then
@@ -67,6 +87,8 @@ cat >&2 <<BANNER
 
   gateway   $base            (OpenAPI: $base/api/v1/openapi.json)
   metrics   $base/metrics  http://127.0.0.1:$AUTH_METRICS_PORT/metrics (auth)  http://127.0.0.1:$USER_METRICS_PORT/metrics (user)
+  traces    $traces
+  logs      $DATA_DIR/logs/<service>.log (and here)
   database  $DATA_DIR/users.db (SQLite)
   mTLS      $certs (a private CA; gateway -> auth -> user calls are authenticated)
 
@@ -77,7 +99,9 @@ cat >&2 <<BANNER
          -d '{"email":"ada@example.com","password":"correct horse battery staple"}'
     curl -s $base/api/v1/users/me -H "Authorization: Bearer <access_token>"
 
-  Ctrl-C stops all three.
+    then open the viewer, or: make trace ID=<its x-trace-id>
+
+  Ctrl-C stops them all.
 
 BANNER
 
