@@ -7,6 +7,7 @@
 //! | [`process`] | a real binary as a child process with captured stdout, killed on drop |
 //! | [`prometheus`] | a real Prometheus server with compose's flags, killed on drop |
 //! | [`proxy`] | a TCP forwarder a test can cut and restore (a dependency that goes away and returns) |
+//! | [`standins`] | Tempo's, Loki's and Grafana's HTTP APIs, fed with real spans and log files, with faults to switch on |
 //! | [`stack`] | user, auth and gateway as child processes wired together |
 //! | [`tls`] | mutual-TLS clients, for tests of the services' caller policy |
 //! | [`tool`] | external tools a test runs (`promtool`, `hadolint`...), skipped with one line when missing |
@@ -18,6 +19,7 @@ pub mod prometheus;
 pub mod proxy;
 pub mod sink;
 pub mod stack;
+pub mod standins;
 pub mod tls;
 pub mod tool;
 

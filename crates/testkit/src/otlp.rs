@@ -39,6 +39,10 @@ pub struct CollectedSpan {
     pub trace_state: String,
     /// OTLP span flags: the W3C trace flags in the low byte.
     pub flags: u32,
+    /// Start, Unix nanoseconds.
+    pub start_unix_nano: u64,
+    /// End, Unix nanoseconds.
+    pub end_unix_nano: u64,
 }
 
 impl CollectedSpan {
@@ -179,6 +183,8 @@ impl TraceService for Receiver {
                         resource: resource.clone(),
                         trace_state: span.trace_state,
                         flags: span.flags,
+                        start_unix_nano: span.start_time_unix_nano,
+                        end_unix_nano: span.end_time_unix_nano,
                     });
                 }
             }

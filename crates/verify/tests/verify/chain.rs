@@ -8,7 +8,7 @@ use testkit::prometheus::Prometheus;
 use testkit::stack::{Logs, Options, Stack};
 use verify::{Broken, Config};
 
-use crate::standins::{Grafana, Loki, Tempo, deploy_tempo_config};
+use testkit::standins::{Grafana, Loki, Tempo, deploy_tempo_config};
 
 /// Everything verify talks to, on loopback.
 struct Chain {

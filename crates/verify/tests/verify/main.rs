@@ -6,4 +6,3 @@
 #![allow(unreachable_pub)] // helpers are `pub` for sibling test modules, not for export
 
 mod chain;
-mod standins;

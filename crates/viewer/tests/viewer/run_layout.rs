@@ -4,10 +4,13 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use testkit::otlp::OtlpCollector;
 use testkit::stack::{Logs, Options, Stack};
+use testkit::standins::{Loki, Tempo};
 use viewer::sources::Source;
 use viewer::store::Span;
 
@@ -242,6 +245,74 @@ async fn without_an_id_make_trace_shows_the_slowest_and_the_latest_failed_reques
         "{out}"
     );
     assert!(out.contains("error"), "{out}");
+}
+
+// Two workers: the stand-ins serve while the test waits on the `trace` process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_trace_reads_the_same_trace_from_tempo_and_loki() {
+    // `make up`'s layout in small: the spans go to the in-test collector, which a stand-in for
+    // Tempo's HTTP API serves; the lines to files, which a stand-in for Loki's serves.
+    let collector = Arc::new(OtlpCollector::start().await);
+    let stack = Stack::start_with_options(
+        &Stack::exporting_to(&collector.endpoint()),
+        Options {
+            logs: Logs::Files,
+            ..Options::default()
+        },
+    )
+    .await;
+    let tempo = Tempo::start(collector.clone()).await;
+    let files = [&stack.gateway, &stack.auth, &stack.user]
+        .iter()
+        .map(|s| s.log_file().unwrap().to_owned())
+        .collect();
+    let loki = Loki::start(files).await;
+    let (id, traceparent) = chosen_trace();
+    signup(&stack, "tempo@example.com", &traceparent).await;
+    testkit::eventually(
+        "seven spans at the collector",
+        Duration::from_secs(20),
+        || (collector.trace(&id).len() == 7).then_some(()),
+    )
+    .await;
+
+    let env = [
+        ("TRACE_SOURCE", "tempo"),
+        ("TEMPO_URL", tempo.url.as_str()),
+        ("LOKI_URL", loki.url.as_str()),
+    ];
+    // Tempo's form of the id, as its search results give it.
+    let asked = id.trim_start_matches('0');
+    let (code, out, err) = trace_command(&[asked], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("trace {asked}  7 spans  gateway, auth, user  ")),
+        "{out}"
+    );
+    for expected in [
+        "  POST /api/v1/signup ",
+        "  └─ auth.v1.AuthService/Signup ",
+        "─ bcrypt.hash ",
+        "              └─ INSERT users ",
+        "http.route=/api/v1/signup",
+        "user created",
+        "user signed up",
+        "http request handled",
+    ] {
+        assert!(out.contains(expected), "no {expected:?} in:\n{out}");
+    }
+    // Loki and Tempo not there: one line, exit 1.
+    let dead = testkit::DeadEndpoint::reserve().url();
+    let (code, _, err) = trace_command(
+        &[asked],
+        &[
+            ("TRACE_SOURCE", "tempo"),
+            ("TEMPO_URL", &dead),
+            ("LOKI_URL", &dead),
+        ],
+    );
+    assert_eq!((code, err.lines().count()), (1, 1), "{err}");
+    assert!(err.starts_with("trace: cannot reach Tempo at"), "{err}");
 }
 
 /// The README's "Seeing the trace" block has the shape `render` gives: the same header, the

@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use crate::otlp::{CollectedSpan, OtlpCollector};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -30,7 +31,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use testkit::otlp::{CollectedSpan, OtlpCollector};
 
 /// A JSON answer.
 fn json_answer(status: StatusCode, body: Value) -> Response {
@@ -58,6 +58,7 @@ async fn serve(router: Router) -> String {
     url
 }
 
+/// OTLP's span kind number as Tempo's JSON names it.
 fn kind_name(kind: i32) -> &'static str {
     match kind {
         1 => "SPAN_KIND_INTERNAL",
@@ -176,11 +177,17 @@ async fn tempo_trace(State(state): State<TempoState>, Path(id): Path<String>) ->
     };
     let mut by_service: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for span in &spans {
+        // jsonpb: uint64 as a string, attributes as OTLP's key/value pairs.
+        let mut attributes: Vec<(&String, &String)> = span.attributes.iter().collect();
+        attributes.sort();
         let mut out = json!({
             "traceId": b64(&span.trace_id),
             "spanId": b64(&span.span_id),
             "name": span.name,
             "kind": kind_name(span.kind),
+            "startTimeUnixNano": span.start_unix_nano.to_string(),
+            "endTimeUnixNano": span.end_unix_nano.to_string(),
+            "attributes": attributes.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect::<Vec<_>>(),
         });
         // jsonpb leaves out empty fields: a root span has no parentSpanId.
         if !span.parent_span_id.is_empty() {
@@ -723,14 +730,25 @@ async fn run_query(kind: &str, base: &str, query: &Value) -> Result<Vec<Value>, 
         "tempo" if query["queryType"] == "traceId" => {
             let id = query["query"].as_str().unwrap_or("");
             let answer = fetch(http.get(format!("{base}/api/v2/traces/{id}"))).await?;
-            // Grafana's backend writes each row's traceID with all 32 digits.
+            // Grafana's backend writes each row's traceID with all 32 digits, spanID in hex.
             let padded = format!("{id:0>32}");
-            let spans = verify::tempo::spans(&answer);
-            Ok(vec![
-                json!({"schema": {"fields": [{"name": "traceID"}, {"name": "spanID"}]},
-                           "data": {"values": [vec![padded; spans.len()],
-                                               spans.iter().map(|s| s.span_id.clone()).collect::<Vec<_>>()]}}),
-            ])
+            let span_ids: Vec<String> = answer["trace"]["resourceSpans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|b| b["scopeSpans"].as_array().cloned().unwrap_or_default())
+                .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+                .map(|span| {
+                    let id = base64::engine::general_purpose::STANDARD
+                        .decode(span["spanId"].as_str().unwrap_or(""))
+                        .unwrap_or_default();
+                    hex::encode(id)
+                })
+                .collect();
+            Ok(vec![json!({
+                "schema": {"fields": [{"name": "traceID"}, {"name": "spanID"}]},
+                "data": {"values": [vec![padded; span_ids.len()], span_ids]},
+            })])
         }
         other => Err(format!(
             "query type {} of {other} is not supported",
