@@ -25,6 +25,8 @@ unset OTEL_SERVICE_NAME
 jwt_secret=${JWT_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
 unset JWT_SECRET
 VIEWER_PORT=${VIEWER_PORT:-16686}
+OTLP_GRPC_PORT=${OTLP_GRPC_PORT:-4317}
+OTLP_HTTP_PORT=${OTLP_HTTP_PORT:-4318}
 mkdir -p "$DATA_DIR/logs"
 
 pids=()
@@ -50,11 +52,12 @@ tls() { echo "TLS_CA_FILE=$certs/$1/ca.pem TLS_CERT_FILE=$certs/$1/cert.pem TLS_
 # Spans: to your collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, else to the embedded viewer,
 # started first so that no span of the first request is lost.
 if [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]; then
-  VIEWER_ADDR=127.0.0.1:$VIEWER_PORT "$BIN/viewer" & pids+=($!)
-  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
+  VIEWER_ADDR=127.0.0.1:$VIEWER_PORT VIEWER_OTLP_GRPC_ADDR=127.0.0.1:$OTLP_GRPC_PORT \
+    VIEWER_OTLP_HTTP_ADDR=127.0.0.1:$OTLP_HTTP_PORT "$BIN/viewer" & pids+=($!)
+  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_GRPC_PORT
   traces="http://127.0.0.1:$VIEWER_PORT   (the embedded viewer; in a terminal: make trace ID=<x-trace-id>)"
   for _ in $(seq 1 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/4317") 2>/dev/null && break
+    (exec 3<>"/dev/tcp/127.0.0.1/$OTLP_GRPC_PORT") 2>/dev/null && break
     sleep 0.1
   done
 else

@@ -1,4 +1,5 @@
-//! `make run`'s script: it serves, and one Ctrl-C stops all three services cleanly.
+//! `make run`'s script: it serves, its trace viewer shows the request as one trace across the
+//! three services, each service's lines land in its log file too, and one Ctrl-C stops it all.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ fn free_ports(count: usize) -> Vec<u16> {
 #[tokio::test]
 async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
     let data = tempfile::tempdir().unwrap();
-    let ports = free_ports(7);
+    let ports = free_ports(10);
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/run-local.sh");
     let mut child = tokio::process::Command::new("bash")
@@ -34,6 +35,9 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
         .env("USER_METRICS_PORT", ports[4].to_string())
         .env("AUTH_HEALTH_PORT", ports[5].to_string())
         .env("USER_HEALTH_PORT", ports[6].to_string())
+        .env("VIEWER_PORT", ports[7].to_string())
+        .env("OTLP_GRPC_PORT", ports[8].to_string())
+        .env("OTLP_HTTP_PORT", ports[9].to_string())
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         // A key exported in the developer's shell: it must reach auth, and only auth.
         .env("JWT_SECRET", "shell-exported-key-0123456789abcdef0123")
@@ -83,6 +87,53 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
         .await
         .unwrap();
     assert_eq!(signup.status(), 201);
+    let trace_id = testkit::stack::trace_id(&signup);
+    // What the person opening the printed URL sees: the sign-up, one trace, three services.
+    let viewer = format!("http://127.0.0.1:{}", ports[7]);
+    let trace = testkit::eventually_async(
+        "the sign-up in the viewer",
+        Duration::from_secs(20),
+        || async {
+            let answer = http
+                .get(format!("{viewer}/api/traces/{trace_id}"))
+                .send()
+                .await
+                .ok()?;
+            let trace: serde_json::Value = answer.json().await.ok()?;
+            (trace["spans"].as_array()?.len() == 7).then_some(trace)
+        },
+    )
+    .await;
+    let mut services: Vec<&str> = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    assert_eq!(services, ["auth", "gateway", "user"]);
+    let page = http
+        .get(format!("{viewer}/trace/{trace_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    // And each service's lines in its file, for `make trace`.
+    for service in ["gateway", "auth", "user"] {
+        let file = data.path().join(format!("logs/{service}.log"));
+        testkit::eventually(
+            &format!("{} has the trace", file.display()),
+            Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(&file)
+                    .ok()?
+                    .contains(&trace_id)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     assert!(
         data.path().join("users.db").exists(),
         "SQLite file in DATA_DIR"
@@ -93,7 +144,9 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
     );
     let banner_text = banner.lock().unwrap().clone();
     assert!(
-        banner_text.contains("curl") && banner_text.contains(&base),
+        banner_text.contains("curl")
+            && banner_text.contains(&base)
+            && banner_text.contains(&viewer),
         "{banner_text}"
     );
 
@@ -135,8 +188,8 @@ fn only_auth_holds_the_signing_key(script: u32) {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if !["gateway", "auth", "user"].contains(&name.as_str()) {
-            continue; // the script's own `sleep`
+        if !["gateway", "auth", "user", "viewer"].contains(&name.as_str()) {
+            continue; // the script's own `sleep`, and the `tee`s that copy lines to files
         }
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         let has_key = environ
@@ -150,5 +203,5 @@ fn only_auth_holds_the_signing_key(script: u32) {
         seen.push(name);
     }
     seen.sort();
-    assert_eq!(seen, ["auth", "gateway", "user"]);
+    assert_eq!(seen, ["auth", "gateway", "user", "viewer"]);
 }
