@@ -788,3 +788,45 @@ async fn grafana_query(State(settings): State<GrafanaState>, body: Bytes) -> Res
     };
     json_answer(status, json!({"results": results}))
 }
+
+/// The three services exporting to an in-test collector and logging to files, with the Tempo
+/// and Loki stand-ins in front of what they exported and wrote: `make up`'s layout, without the
+/// containers.
+pub struct ObservedStack {
+    /// The services.
+    pub stack: crate::stack::Stack,
+    /// Where their spans go.
+    pub collector: Arc<OtlpCollector>,
+    /// Tempo's API over the collector's spans.
+    pub tempo: Tempo,
+    /// Loki's API over the services' log files.
+    pub loki: Loki,
+}
+
+impl ObservedStack {
+    /// Starts it all and waits until the gateway is ready.
+    pub async fn start() -> Self {
+        let collector = Arc::new(OtlpCollector::start().await);
+        // Logs to files, as a container runtime keeps them, for the Loki stand-in to read.
+        let stack = crate::stack::Stack::start_with_options(
+            &crate::stack::Stack::exporting_to(&collector.endpoint()),
+            crate::stack::Options {
+                logs: crate::stack::Logs::Files,
+                ..crate::stack::Options::default()
+            },
+        )
+        .await;
+        let tempo = Tempo::start(collector.clone()).await;
+        let files = [&stack.gateway, &stack.auth, &stack.user]
+            .iter()
+            .map(|s| s.log_file().expect("logs to a file").to_owned())
+            .collect();
+        let loki = Loki::start(files).await;
+        Self {
+            stack,
+            collector,
+            tempo,
+            loki,
+        }
+    }
+}

@@ -43,11 +43,13 @@ pub fn grpc_service(viewer: Arc<Viewer>, max_bytes: usize) -> TraceServiceServer
 
 /// `google.rpc.Status`, the body of an OTLP/HTTP error answer.
 #[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
+pub struct RpcStatus {
+    /// The gRPC status code.
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
+    /// What was wrong.
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
 const PROTOBUF: &str = "application/x-protobuf";

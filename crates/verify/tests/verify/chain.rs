@@ -5,10 +5,10 @@ use std::time::Duration;
 use serde_json::json;
 use testkit::otlp::OtlpCollector;
 use testkit::prometheus::Prometheus;
-use testkit::stack::{Logs, Options, Stack};
+use testkit::stack::Stack;
 use verify::{Broken, Config};
 
-use testkit::standins::{Grafana, Loki, Tempo, deploy_tempo_config};
+use testkit::standins::{Grafana, Loki, ObservedStack, Tempo, deploy_tempo_config};
 
 /// Everything verify talks to, on loopback.
 struct Chain {
@@ -22,22 +22,12 @@ struct Chain {
 
 impl Chain {
     async fn start(prometheus_binary: &std::path::Path) -> Self {
-        let collector = Arc::new(OtlpCollector::start().await);
-        // Logs to files, as a container runtime keeps them, for the Loki stand-in to read.
-        let stack = Stack::start_with_options(
-            &Stack::exporting_to(&collector.endpoint()),
-            Options {
-                logs: Logs::Files,
-                ..Options::default()
-            },
-        )
-        .await;
-        let tempo = Tempo::start(collector.clone()).await;
-        let files = [&stack.gateway, &stack.auth, &stack.user]
-            .iter()
-            .map(|s| s.log_file().expect("logs to a file").to_owned())
-            .collect();
-        let loki = Loki::start(files).await;
+        let ObservedStack {
+            stack,
+            collector,
+            tempo,
+            loki,
+        } = ObservedStack::start().await;
 
         // The deploy config's jobs on this stack, plus Tempo's generator series as Tempo's
         // remote write delivers them: through tempo.yaml's relabelling.
@@ -156,7 +146,7 @@ async fn verify_walks_the_whole_chain_and_names_the_first_broken_link() {
         "{printed}"
     );
 
-    let quick = chain.config(Duration::from_secs(8));
+    let quick = chain.config(Duration::from_secs(5));
 
     // gateway: nothing listens there.
     let mut config = quick.clone();

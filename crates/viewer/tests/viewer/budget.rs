@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
+use viewer::receive::RpcStatus;
 
 use crate::ViewerProcess;
 
@@ -153,15 +154,6 @@ async fn twenty_thousand_spans_a_second_for_ten_seconds_keep_to_the_budget_oldes
         peak / 1048576.0,
         BUDGET >> 20
     );
-}
-
-/// `google.rpc.Status`, the body of an OTLP/HTTP error answer.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 #[tokio::test]

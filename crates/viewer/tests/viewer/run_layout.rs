@@ -4,13 +4,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use testkit::otlp::OtlpCollector;
 use testkit::stack::{Logs, Options, Stack};
-use testkit::standins::{Loki, Tempo};
+use testkit::standins::ObservedStack;
 use viewer::sources::Source;
 use viewer::store::Span;
 
@@ -91,6 +89,29 @@ fn trace_command(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// `trace`'s output for a sign-up asked as `asked`: the tree of seven spans with the attributes
+/// a reader needs, and the lines of all three services.
+fn assert_prints_the_signup((code, out, err): &(i32, String, String), asked: &str) {
+    assert_eq!(*code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("trace {asked}  7 spans  gateway, auth, user  ")),
+        "{out}"
+    );
+    for expected in [
+        "  POST /api/v1/signup ",
+        "  └─ auth.v1.AuthService/Signup ",
+        "        ├─ bcrypt.hash ",
+        "              └─ INSERT users ",
+        "http.route=/api/v1/signup",
+        "db.operation.name=INSERT",
+        "user created",
+        "user signed up",
+        "http request handled",
+    ] {
+        assert!(out.contains(expected), "no {expected:?} in:\n{out}");
+    }
+}
+
 #[tokio::test]
 async fn make_trace_prints_a_signup_as_one_tree_with_the_lines_of_all_three_services() {
     let viewer = ViewerProcess::start(&[]).await;
@@ -154,24 +175,7 @@ async fn make_trace_prints_a_signup_as_one_tree_with_the_lines_of_all_three_serv
         ("LOG_DIR", log_dir(&stack).to_str().unwrap()),
     ];
     for asked in [id.as_str(), id.trim_start_matches('0')] {
-        let (code, out, err) = trace_command(&[asked], &env);
-        assert_eq!(code, 0, "{err}");
-        assert!(
-            out.starts_with(&format!("trace {asked}  7 spans  gateway, auth, user  ")),
-            "{out}"
-        );
-        for expected in [
-            "  POST /api/v1/signup ",
-            "  └─ auth.v1.AuthService/Signup ",
-            "        ├─ bcrypt.hash ",
-            "              └─ INSERT users ",
-            "http.route=/api/v1/signup",
-            "db.operation.name=INSERT",
-            "user created",
-            "http request handled",
-        ] {
-            assert!(out.contains(expected), "no {expected:?} in:\n{out}");
-        }
+        assert_prints_the_signup(&trace_command(&[asked], &env), asked);
     }
     // The README shows this output; its shape is the code's.
     let rendered = viewer::tree::render(&id, &spans, &logs);
@@ -252,21 +256,12 @@ async fn without_an_id_make_trace_shows_the_slowest_and_the_latest_failed_reques
 async fn make_trace_reads_the_same_trace_from_tempo_and_loki() {
     // `make up`'s layout in small: the spans go to the in-test collector, which a stand-in for
     // Tempo's HTTP API serves; the lines to files, which a stand-in for Loki's serves.
-    let collector = Arc::new(OtlpCollector::start().await);
-    let stack = Stack::start_with_options(
-        &Stack::exporting_to(&collector.endpoint()),
-        Options {
-            logs: Logs::Files,
-            ..Options::default()
-        },
-    )
-    .await;
-    let tempo = Tempo::start(collector.clone()).await;
-    let files = [&stack.gateway, &stack.auth, &stack.user]
-        .iter()
-        .map(|s| s.log_file().unwrap().to_owned())
-        .collect();
-    let loki = Loki::start(files).await;
+    let ObservedStack {
+        stack,
+        collector,
+        tempo,
+        loki,
+    } = ObservedStack::start().await;
     let (id, traceparent) = chosen_trace();
     signup(&stack, "tempo@example.com", &traceparent).await;
     testkit::eventually(
@@ -283,24 +278,7 @@ async fn make_trace_reads_the_same_trace_from_tempo_and_loki() {
     ];
     // Tempo's form of the id, as its search results give it.
     let asked = id.trim_start_matches('0');
-    let (code, out, err) = trace_command(&[asked], &env);
-    assert_eq!(code, 0, "{err}");
-    assert!(
-        out.starts_with(&format!("trace {asked}  7 spans  gateway, auth, user  ")),
-        "{out}"
-    );
-    for expected in [
-        "  POST /api/v1/signup ",
-        "  └─ auth.v1.AuthService/Signup ",
-        "─ bcrypt.hash ",
-        "              └─ INSERT users ",
-        "http.route=/api/v1/signup",
-        "user created",
-        "user signed up",
-        "http request handled",
-    ] {
-        assert!(out.contains(expected), "no {expected:?} in:\n{out}");
-    }
+    assert_prints_the_signup(&trace_command(&[asked], &env), asked);
     // Loki and Tempo not there: one line, exit 1.
     let dead = testkit::DeadEndpoint::reserve().url();
     let (code, _, err) = trace_command(
