@@ -205,3 +205,76 @@ fn only_auth_holds_the_signing_key(script: u32) {
     seen.sort();
     assert_eq!(seen, ["auth", "gateway", "user", "viewer"]);
 }
+
+#[tokio::test]
+async fn with_a_collector_of_your_own_the_run_script_exports_there_and_starts_no_viewer() {
+    let collector = testkit::otlp::OtlpCollector::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let ports = free_ports(10);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/run-local.sh");
+    let mut child = tokio::process::Command::new("bash")
+        .arg(script)
+        .env("BIN", testkit::process::bin_dir())
+        .env("DATA_DIR", data.path())
+        .envs(
+            [
+                "HTTP_PORT",
+                "AUTH_GRPC_PORT",
+                "USER_GRPC_PORT",
+                "AUTH_METRICS_PORT",
+                "USER_METRICS_PORT",
+                "AUTH_HEALTH_PORT",
+                "USER_HEALTH_PORT",
+                "VIEWER_PORT",
+                "OTLP_GRPC_PORT",
+                "OTLP_HTTP_PORT",
+            ]
+            .iter()
+            .zip(&ports)
+            .map(|(name, port)| (*name, port.to_string())),
+        )
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the script");
+    let base = format!("http://127.0.0.1:{}", ports[0]);
+    let http = reqwest::Client::new();
+    testkit::eventually_async("the gateway ready", Duration::from_secs(30), || async {
+        let ready = http.get(format!("{base}/readyz")).send().await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
+    let signup = http
+        .post(format!("{base}/api/v1/signup"))
+        .json(&serde_json::json!({"email": "own@example.com", "password": "correct horse battery", "name": "Own"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let trace_id = testkit::stack::trace_id(&signup);
+    // The spans go to the collector the user named; no viewer was started.
+    testkit::eventually(
+        "the sign-up at the collector",
+        Duration::from_secs(20),
+        || (collector.trace(&trace_id).len() == 7).then_some(()),
+    )
+    .await;
+    for port in &ports[7..] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            "a viewer listens on {port}"
+        );
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("script exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
