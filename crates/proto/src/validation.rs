@@ -93,6 +93,74 @@ fn forbidden_in_name(c: char) -> bool {
     )
 }
 
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 16.0): code
+/// points that render as nothing. The Hangul fillers (U+115F, U+1160, U+3164, U+FFA0) are among
+/// them. A general category alone does not catch them all: U+3164 is a letter (Lo).
+const DEFAULT_IGNORABLE: [(u32, u32); 17] = [
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+];
+
+fn default_ignorable(c: char) -> bool {
+    let c = u32::from(c);
+    DEFAULT_IGNORABLE
+        .iter()
+        .any(|(first, last)| (*first..=*last).contains(&c))
+}
+
+/// Variation selectors: ignorable on their own, meaningful after a character they select a
+/// form of (an emoji's colour presentation, U+FE0F).
+fn variation_selector(c: char) -> bool {
+    matches!(u32::from(c), 0xFE00..=0xFE0F | 0xE0100..=0xE01EF | 0x180B..=0x180D | 0x180F)
+}
+
+/// Whether `c` shows anything by itself: not an ignorable code point, not a mark (which only
+/// decorates the character before it), not white space, not the blank Braille pattern (U+2800,
+/// a symbol that draws no dots).
+fn visible(c: char) -> bool {
+    !default_ignorable(c)
+        && !c.is_whitespace()
+        && c != '\u{2800}'
+        && !matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark
+                | GeneralCategory::SpacingMark
+                | GeneralCategory::EnclosingMark
+        )
+}
+
+/// Whether the name's characters are all ones a reader can see or that belong to one they can:
+/// no ignorable code point except a variation selector after a visible character, no blank
+/// filler anywhere (`Admin` padded with U+3164 is not `Admin`), and at least one visible
+/// character (not only marks or white space).
+fn visibly_written(name: &str) -> bool {
+    let mut previous_visible = false;
+    for c in name.chars() {
+        let ignorable_here = c == '\u{2800}'
+            || (default_ignorable(c) && !(variation_selector(c) && previous_visible));
+        if ignorable_here {
+            return false;
+        }
+        previous_visible = visible(c);
+    }
+    name.chars().any(visible)
+}
+
 /// The normalised form of `raw` as a display name (`INVALID_NAME`).
 pub fn name(raw: &str) -> Result<String, Violation> {
     let name: String = raw.trim().nfc().collect();
@@ -103,7 +171,7 @@ pub fn name(raw: &str) -> Result<String, Violation> {
             format!("name must be 1 to {MAX_NAME_CHARS} characters"),
         ));
     }
-    if name.chars().any(forbidden_in_name) {
+    if name.chars().any(forbidden_in_name) || !visibly_written(&name) {
         return Err(violation(
             "INVALID_NAME",
             "name must not contain control, invisible, formatting or unassigned characters",
@@ -189,7 +257,16 @@ mod tests {
         assert_eq!(name("  Ada Lovelace ").unwrap(), "Ada Lovelace");
         // "é" as e + combining acute (NFD) is stored as the one precomposed character.
         assert_eq!(name("Jose\u{301}").unwrap(), "Jos\u{e9}");
-        for ok in ["Ада Лавлейс", "李白", "محمد", "O'Brien-Smith", "Zoë 🚀"] {
+        // A variation selector after a visible character selects its form: a red heart.
+        for ok in [
+            "Ада Лавлейс",
+            "李白",
+            "محمد",
+            "O'Brien-Smith",
+            "Zoë 🚀",
+            "Zoë \u{2764}\u{fe0f}",
+            "한글",
+        ] {
             assert!(name(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -204,6 +281,17 @@ mod tests {
             "Ada\u{2028}Lovelace", // a line separator (at either end, trimmed as space)
             "Ada\u{e000}",         // private use
             "Ada\u{378}",          // unassigned
+            // Invisible by Unicode's properties, each accepted before (issue 20):
+            "\u{3164}",      // Hangul filler (a letter by category)
+            "\u{ffa0}",      // halfwidth Hangul filler
+            "\u{115f}",      // Hangul choseong filler
+            "\u{2800}",      // blank Braille pattern
+            "\u{301}",       // a lone combining acute: only a mark
+            "\u{fe0f}",      // a lone variation selector
+            "Admin\u{3164}", // `Admin` padded to pass for another
+            "\u{3164}Admin",
+            "Ad\u{ad}min",     // a soft hyphen, invisible mid-word
+            "\u{301}\u{301} ", // marks and space only
         ] {
             assert_eq!(name(bad).unwrap_err().reason, "INVALID_NAME", "{bad:?}");
         }

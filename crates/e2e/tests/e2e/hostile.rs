@@ -125,6 +125,14 @@ fn cases() -> Vec<Case> {
         signup("name with a newline", "h4@example.com", PASSWORD, "Ada\nLovelace", 422, "invalid_name"),
         signup("name of 101 characters", "h5@example.com", PASSWORD, &"x".repeat(101), 422, "invalid_name"),
         signup("empty name", "h6@example.com", PASSWORD, "   ", 422, "invalid_name"),
+        // Names that render as nothing, by Unicode's properties (issue 20: all were accepted).
+        signup("name of a Hangul filler", "i1@example.com", PASSWORD, "\u{3164}", 422, "invalid_name"),
+        signup("name of a halfwidth Hangul filler", "i2@example.com", PASSWORD, "\u{ffa0}", 422, "invalid_name"),
+        signup("name of a Hangul choseong filler", "i3@example.com", PASSWORD, "\u{115f}", 422, "invalid_name"),
+        signup("name of a blank Braille pattern", "i4@example.com", PASSWORD, "\u{2800}", 422, "invalid_name"),
+        signup("name of a lone combining mark", "i5@example.com", PASSWORD, "\u{301}", 422, "invalid_name"),
+        signup("name of a lone variation selector", "i6@example.com", PASSWORD, "\u{fe0f}", 422, "invalid_name"),
+        signup("Admin padded with a Hangul filler", "i7@example.com", PASSWORD, "Admin\u{3164}", 422, "invalid_name"),
         signup("password of 7 characters", "h7@example.com", "1234567", "Ada", 422, "password_too_short"),
         signup("password over 72 bytes", "h8@example.com", &"p".repeat(73), "Ada", 422, "password_too_long"),
         // Inputs that are valid text and must be stored as text, never interpreted.
