@@ -154,11 +154,24 @@ impl ResponseError for ApiError {
         if let Some(seconds) = retry_after {
             response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
         }
-        response.json(ErrorBody {
+        let mut response = response.json(ErrorBody {
             code: self.code().to_owned(),
             message,
             trace_id,
-        })
+        });
+        // Shedding and rate limits are the system working as designed: counted and logged at
+        // WARN once per interval, never one ERROR line per request (see telemetry::http).
+        let refusal = match self {
+            ApiError::Overloaded => Some("overloaded"),
+            ApiError::RateLimited { .. } => Some("rate_limited"),
+            _ => None,
+        };
+        if let Some(code) = refusal {
+            response
+                .extensions_mut()
+                .insert(telemetry::http::Refusal(code));
+        }
+        response
     }
 }
 

@@ -243,16 +243,55 @@ fn protocol_version(version: actix_web::http::Version) -> &'static str {
     }
 }
 
-/// Middleware adding `traceresponse`/`x-trace-id` headers and one JSON log line per request.
+/// Put on a response (its extensions) that the system gave by design under pressure: load
+/// shed (`overloaded`) or a rate limit hit (`rate_limited`). Nobody has to act on one, and any
+/// client can cause thousands, so they are not logged one line each: [`RequestTelemetry`]
+/// counts them and writes one WARN line per code per [`REFUSAL_LOG_INTERVAL`], with the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal(pub &'static str);
+
+/// How often at most one code's refusals are logged (the first at once, then the count since).
+pub const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refusals counted per code since each code's last line, shared by every worker.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// code -> (refusals since the last line, when that line was written).
+    counts: std::sync::Mutex<std::collections::HashMap<&'static str, (u64, Option<Instant>)>>,
+}
+
+impl RefusalLog {
+    /// Counts one refusal of `code`; the count to log now, if a line is due.
+    fn count(&self, code: &'static str, now: Instant) -> Option<u64> {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (count, last) = counts.entry(code).or_insert((0, None));
+        *count += 1;
+        let due = last.is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_INTERVAL);
+        due.then(|| {
+            *last = Some(now);
+            std::mem::take(count)
+        })
+    }
+}
+
+/// Middleware adding `traceresponse`/`x-trace-id` headers and one JSON log line per request
+/// (refusals by design aside: see [`Refusal`]).
 #[derive(Clone)]
 pub struct RequestTelemetry {
     logger: slog::Logger,
+    refusals: std::sync::Arc<RefusalLog>,
 }
 
 impl RequestTelemetry {
     /// Logs through `logger`.
     pub fn new(logger: slog::Logger) -> Self {
-        Self { logger }
+        Self {
+            logger,
+            refusals: std::sync::Arc::default(),
+        }
     }
 }
 
@@ -271,6 +310,7 @@ where
         ready(Ok(RequestTelemetryService {
             inner: Rc::new(service),
             logger: self.logger.clone(),
+            refusals: self.refusals.clone(),
         }))
     }
 }
@@ -279,6 +319,7 @@ where
 pub struct RequestTelemetryService<S> {
     inner: Rc<S>,
     logger: slog::Logger,
+    refusals: std::sync::Arc<RefusalLog>,
 }
 
 impl<S, B> Service<ServiceRequest> for RequestTelemetryService<S>
@@ -295,6 +336,7 @@ where
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let inner = Rc::clone(&self.inner);
         let logger = self.logger.clone();
+        let refusals = self.refusals.clone();
         Box::pin(async move {
             let started = Instant::now();
             let mut response = inner.call(request).await?;
@@ -308,6 +350,18 @@ where
                 }
             }
             let status = response.status().as_u16();
+            let refusal = response.response().extensions().get::<Refusal>().copied();
+            if let Some(Refusal(code)) = refusal {
+                if let Some(count) = refusals.count(code, Instant::now()) {
+                    slog::warn!(logger, "requests refused by design";
+                        "code" => code,
+                        "http.response.status_code" => status,
+                        "count" => count,
+                        "interval_s" => REFUSAL_LOG_INTERVAL.as_secs(),
+                    );
+                }
+                return Ok(response);
+            }
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             // A server fault's cause goes to the log (never to the client, whose body is generic).
             let fault = response
@@ -427,5 +481,32 @@ mod tests {
             cut.len()
         );
         assert!(cut.ends_with('…'));
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_with_their_count() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        // The first at once; then nothing within the interval, per code.
+        assert_eq!(log.count("overloaded", t0), Some(1));
+        for i in 1..=999 {
+            let at = t0 + REFUSAL_LOG_INTERVAL * i / 1000;
+            assert_eq!(log.count("overloaded", at), None);
+        }
+        assert_eq!(log.count("rate_limited", t0), Some(1));
+        // Then one line with everything since, and the count starts again.
+        assert_eq!(
+            log.count("overloaded", t0 + REFUSAL_LOG_INTERVAL),
+            Some(1000)
+        );
+        assert_eq!(
+            log.count("overloaded", t0 + REFUSAL_LOG_INTERVAL * 2),
+            Some(1)
+        );
     }
 }

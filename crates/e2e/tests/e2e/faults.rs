@@ -58,7 +58,7 @@ fn drop_warnings(stack: &Stack) -> usize {
         .json_logs()
         .iter()
         .filter(|line| {
-            line["level"] == "WARNING"
+            line["level"] == "WARN"
                 && line["msg"]
                     .as_str()
                     .is_some_and(|m| m.starts_with("spans dropped"))

@@ -128,4 +128,31 @@ async fn a_signup_burst_is_shed_quickly_while_profile_reads_go_on() {
         200,
         "the one account works"
     );
+
+    // Shedding is the system working as designed: no ERROR line per shed request (there was
+    // one each before: a burst of 2,140 gave 2,140), but one WARN line with the count per
+    // interval; the burst lasted well under one interval.
+    let refused = stack
+        .gateway
+        .wait_for_log("a line about the shed requests", |line| {
+            line["msg"] == "requests refused by design" && line["code"] == "overloaded"
+        })
+        .await;
+    assert_eq!(refused["level"], "WARN");
+    assert_eq!(refused["http.response.status_code"], 503);
+    let gateway = stack.gateway.json_logs();
+    let errors: Vec<_> = gateway.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let per_request = gateway
+        .iter()
+        .filter(|l| {
+            l["http.response.status_code"] == 503 && l["msg"] != "requests refused by design"
+        })
+        .count();
+    assert_eq!(per_request, 0, "a line per shed request");
+    let lines = gateway
+        .iter()
+        .filter(|l| l["msg"] == "requests refused by design")
+        .count();
+    assert!(lines <= 2, "{lines} lines for one burst");
 }

@@ -246,7 +246,7 @@ pub fn logger<W: std::io::Write + Send + 'static>(
         // `ts` is stamped by the TraceContextDrain on the logging thread.
         .add_key_value(o!(
             "msg" => slog::PushFnValue(|record: &Record<'_>, serializer| serializer.emit(record.msg())),
-            "level" => slog::FnValue(|record: &Record<'_>| record.level().as_str()),
+            "level" => slog::FnValue(|record: &Record<'_>| level_name(record.level())),
         ))
         .build();
     let stamped = TraceContextDrain::new(Json(std::sync::Mutex::new(json)));
@@ -266,6 +266,20 @@ pub fn test_logger(service: &str) -> Logger {
         logger
     } else {
         Logger::root(slog::Discard, o!())
+    }
+}
+
+/// A level as the JSON lines name it: the label set the dashboards, Loki's `level` stream label
+/// and the README use (INFO, WARN, ERROR, DEBUG), which is OpenTelemetry's severity text too.
+/// slog's own long name for a warning is WARNING, which a `level=~"ERROR|WARN"` query misses.
+pub fn level_name(level: slog::Level) -> &'static str {
+    match level {
+        slog::Level::Critical => "CRITICAL",
+        slog::Level::Error => "ERROR",
+        slog::Level::Warning => "WARN",
+        slog::Level::Info => "INFO",
+        slog::Level::Debug => "DEBUG",
+        slog::Level::Trace => "TRACE",
     }
 }
 
@@ -397,5 +411,13 @@ mod tests {
             ids.traceparent(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
+    }
+
+    #[test]
+    fn levels_are_named_as_the_dashboards_query_them() {
+        assert_eq!(level_name(slog::Level::Warning), "WARN");
+        assert_eq!(level_name(slog::Level::Error), "ERROR");
+        assert_eq!(level_name(slog::Level::Info), "INFO");
+        assert_eq!(level_name(slog::Level::Debug), "DEBUG");
     }
 }
