@@ -18,33 +18,51 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// The settings naming the script's ports, in the order [`free_ports`] hands them out.
+const PORT_SETTINGS: [&str; 10] = [
+    "HTTP_PORT",
+    "AUTH_GRPC_PORT",
+    "USER_GRPC_PORT",
+    "AUTH_METRICS_PORT",
+    "USER_METRICS_PORT",
+    "AUTH_HEALTH_PORT",
+    "USER_HEALTH_PORT",
+    "VIEWER_PORT",
+    "OTLP_GRPC_PORT",
+    "OTLP_HTTP_PORT",
+];
+
+/// `make run`'s script on `ports` (see [`PORT_SETTINGS`]) with its data in `data`: the command,
+/// for the caller to add its environment and where output goes.
+fn run_script(data: &std::path::Path, ports: &[u16]) -> tokio::process::Command {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/run-local.sh");
+    let mut command = tokio::process::Command::new("bash");
+    command
+        .arg(script)
+        .env("BIN", testkit::process::bin_dir())
+        .env("DATA_DIR", data)
+        .envs(
+            PORT_SETTINGS
+                .iter()
+                .zip(ports)
+                .map(|(name, port)| (*name, port.to_string())),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 #[tokio::test]
 async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
     let data = tempfile::tempdir().unwrap();
-    let ports = free_ports(10);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/run-local.sh");
-    let mut child = tokio::process::Command::new("bash")
-        .arg(script)
-        .env("BIN", testkit::process::bin_dir())
-        .env("DATA_DIR", data.path())
-        .env("HTTP_PORT", ports[0].to_string())
-        .env("AUTH_GRPC_PORT", ports[1].to_string())
-        .env("USER_GRPC_PORT", ports[2].to_string())
-        .env("AUTH_METRICS_PORT", ports[3].to_string())
-        .env("USER_METRICS_PORT", ports[4].to_string())
-        .env("AUTH_HEALTH_PORT", ports[5].to_string())
-        .env("USER_HEALTH_PORT", ports[6].to_string())
-        .env("VIEWER_PORT", ports[7].to_string())
-        .env("OTLP_GRPC_PORT", ports[8].to_string())
-        .env("OTLP_HTTP_PORT", ports[9].to_string())
+    let ports = free_ports(PORT_SETTINGS.len());
+    let mut child = run_script(data.path(), &ports)
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         // A key exported in the developer's shell: it must reach auth, and only auth.
         .env("JWT_SECRET", "shell-exported-key-0123456789abcdef0123")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("run the script");
     let banner = Arc::new(Mutex::new(String::new()));
@@ -210,36 +228,11 @@ fn only_auth_holds_the_signing_key(script: u32) {
 async fn with_a_collector_of_your_own_the_run_script_exports_there_and_starts_no_viewer() {
     let collector = testkit::otlp::OtlpCollector::start().await;
     let data = tempfile::tempdir().unwrap();
-    let ports = free_ports(10);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/run-local.sh");
-    let mut child = tokio::process::Command::new("bash")
-        .arg(script)
-        .env("BIN", testkit::process::bin_dir())
-        .env("DATA_DIR", data.path())
-        .envs(
-            [
-                "HTTP_PORT",
-                "AUTH_GRPC_PORT",
-                "USER_GRPC_PORT",
-                "AUTH_METRICS_PORT",
-                "USER_METRICS_PORT",
-                "AUTH_HEALTH_PORT",
-                "USER_HEALTH_PORT",
-                "VIEWER_PORT",
-                "OTLP_GRPC_PORT",
-                "OTLP_HTTP_PORT",
-            ]
-            .iter()
-            .zip(&ports)
-            .map(|(name, port)| (*name, port.to_string())),
-        )
+    let ports = free_ports(PORT_SETTINGS.len());
+    let mut child = run_script(data.path(), &ports)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("run the script");
     let base = format!("http://127.0.0.1:{}", ports[0]);
