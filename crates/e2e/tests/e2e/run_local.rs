@@ -54,6 +54,18 @@ fn run_script(data: &std::path::Path, ports: &[u16]) -> tokio::process::Command 
     command
 }
 
+/// The README's sign-up against the script's gateway at `base`: its trace id.
+async fn signup(http: &reqwest::Client, base: &str, email: &str) -> String {
+    let response = http
+        .post(format!("{base}/api/v1/signup"))
+        .json(&serde_json::json!({"email": email, "password": "correct horse battery", "name": "Run"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    testkit::stack::trace_id(&response)
+}
+
 #[tokio::test]
 async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
     let data = tempfile::tempdir().unwrap();
@@ -98,14 +110,7 @@ async fn the_run_script_serves_and_ctrl_c_stops_all_three() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let signup = http
-        .post(format!("{base}/api/v1/signup"))
-        .json(&serde_json::json!({"email": "run@example.com", "password": "correct horse battery", "name": "Run"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status(), 201);
-    let trace_id = testkit::stack::trace_id(&signup);
+    let trace_id = signup(&http, &base, "run@example.com").await;
     // What the person opening the printed URL sees: the sign-up, one trace, three services.
     let viewer = format!("http://127.0.0.1:{}", ports[7]);
     let trace = testkit::eventually_async(
@@ -242,14 +247,7 @@ async fn with_a_collector_of_your_own_the_run_script_exports_there_and_starts_no
         (ready.status() == 200).then_some(())
     })
     .await;
-    let signup = http
-        .post(format!("{base}/api/v1/signup"))
-        .json(&serde_json::json!({"email": "own@example.com", "password": "correct horse battery", "name": "Own"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status(), 201);
-    let trace_id = testkit::stack::trace_id(&signup);
+    let trace_id = signup(&http, &base, "own@example.com").await;
     // The spans go to the collector the user named; no viewer was started.
     testkit::eventually(
         "the sign-up at the collector",

@@ -4,10 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use viewer::sources::Source;
-
 use crate::ViewerProcess;
-use crate::run_layout::{chosen_trace, log_dir, run_layout, signup, spans_of};
+use crate::run_layout::{chosen_trace, run_layout, signup, spans_of, viewer_source};
 
 /// Chromium, headless, as this machine allows it: no sandbox (root), no GPU, none of the
 /// background traffic a closed network refuses; a fresh profile. Lets the page's script run for
@@ -48,10 +46,7 @@ async fn chromium_draws_a_signup_across_the_three_services() {
     let stack = run_layout(&viewer).await;
     let (id, traceparent) = chosen_trace();
     signup(&stack, "browser@example.com", &traceparent).await;
-    let source = Source::Viewer {
-        url: viewer.url.clone(),
-        log_dir: log_dir(&stack).to_owned(),
-    };
+    let source = viewer_source(&viewer, &stack);
     spans_of(&source, &id, 7).await;
     let profile = tempfile::tempdir().unwrap();
 

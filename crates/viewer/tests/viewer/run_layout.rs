@@ -31,6 +31,14 @@ pub fn log_dir(stack: &Stack) -> &Path {
     stack.gateway.log_file().unwrap().parent().unwrap()
 }
 
+/// `make trace`'s default source on this layout: the viewer and the stack's log files.
+pub fn viewer_source(viewer: &ViewerProcess, stack: &Stack) -> Source {
+    Source::Viewer {
+        url: viewer.url.clone(),
+        log_dir: log_dir(stack).to_owned(),
+    }
+}
+
 /// A fresh trace id that starts with `00`, and the `traceparent` that puts a request in it.
 pub fn chosen_trace() -> (String, String) {
     let id = format!("00{:030x}", rand_u128() >> 8);
@@ -118,10 +126,7 @@ async fn make_trace_prints_a_signup_as_one_tree_with_the_lines_of_all_three_serv
     let stack = run_layout(&viewer).await;
     let (id, traceparent) = chosen_trace();
     signup(&stack, "tree@example.com", &traceparent).await;
-    let source = Source::Viewer {
-        url: viewer.url.clone(),
-        log_dir: log_dir(&stack).to_owned(),
-    };
+    let source = viewer_source(&viewer, &stack);
 
     // One tree: the seven spans of a sign-up, each under the span that caused it.
     let spans = spans_of(&source, &id, 7).await;
@@ -214,10 +219,7 @@ async fn without_an_id_make_trace_shows_the_slowest_and_the_latest_failed_reques
     assert_eq!(failed.status(), 503);
     let failed_id = testkit::stack::trace_id(&failed);
 
-    let source = Source::Viewer {
-        url: viewer.url.clone(),
-        log_dir: log_dir(&stack).to_owned(),
-    };
+    let source = viewer_source(&viewer, &stack);
     let http = reqwest::Client::new();
     let notable = testkit::eventually_async("a failed trace", Duration::from_secs(20), || async {
         let found = source.notable(&http).await.ok()?;
